@@ -1,0 +1,6 @@
+#ifndef WARREN_CHIREDIS_SHIM_H
+#define WARREN_CHIREDIS_SHIM_H
+
+#include <hiredis.h>
+
+#endif

@@ -1,0 +1,415 @@
+import CRabbitMQ
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one thread that owns a librabbitmq connection. Every C call on the connection happens here.
+///
+/// The loop: drain the inbox (settlements, then tasks), read every frame that is ready (bounded, so acks
+/// keep flowing under load), then poll() the socket and the wake-up fd. Reading frames also lets
+/// librabbitmq send heartbeats; a broker that sends nothing for the negotiated heartbeat timeout
+/// (RabbitMQ sends every half timeout) is declared dead.
+final class ConnectionOwner {
+    let core: ConnectionCore
+    let channel: amqp_channel_t = 1
+    private(set) var conn: amqp_connection_state_t?
+    private var logger: Logger { core.logger }
+
+    private var coalescer = AckCoalescer()
+    private var consumers: [String: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation] = [:]
+    private var confirms: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+    private var nextPublishSequence: UInt64 = 1
+    private var heartbeatNanos: UInt64 = 0
+    private var lastInbound: UInt64 = 0
+
+    /// Frames handled per loop turn before the inbox is drained again.
+    private static let framesPerTurn = 256
+    /// Longest poll() sleep: bounds heartbeat sending, heartbeat checks and the liveness tick.
+    private static let maxPollMillis: UInt64 = 100
+
+    init(core: ConnectionCore) {
+        self.core = core
+    }
+
+    // MARK: Lifecycle
+
+    /// Connects, reports through `connected`, then loops until the connection ends.
+    func run(connected: CheckedContinuation<Void, any Error>) {
+        do {
+            try open()
+        } catch {
+            destroy()
+            finish(reason: error)
+            connected.resume(throwing: error)
+            return
+        }
+        core.setState(.open)
+        connected.resume()
+        var reason: AMQPError?
+        do {
+            try loop()
+        } catch {
+            reason = error
+        }
+        if let reason {
+            logger.warning("AMQP connection lost", metadata: ["warren.amqp.error": "\(reason)"])
+        }
+        destroy()
+        finish(reason: reason)
+    }
+
+    private func open() throws(AMQPError) {
+        let config = core.configuration
+        guard let conn = amqp_new_connection() else {
+            throw AMQPError(.connectFailed, "could not allocate an AMQP connection")
+        }
+        self.conn = conn
+        guard let socket = amqp_tcp_socket_new(conn) else {
+            throw AMQPError(.connectFailed, "could not create a TCP socket")
+        }
+        var connectTimeout = config.connectTimeout.timeval
+        let rc = amqp_socket_open_noblock(socket, config.host, Int32(config.port), &connectTimeout)
+        guard rc == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError(.connectFailed, "could not connect to \(config.host):\(config.port): \(Self.statusText(rc)); is RabbitMQ running there?")
+        }
+        _ = amqp_set_handshake_timeout(conn, &connectTimeout)
+        var rpcTimeout = config.rpcTimeout.timeval
+        _ = amqp_set_rpc_timeout(conn, &rpcTimeout)
+
+        let arena = CTable.Arena()
+        var clientProperties: AMQPTable = [
+            "product": "Warren",
+            "capabilities": .table([
+                "consumer_cancel_notify": true,
+                "publisher_confirms": true,
+                "basic.nack": true,
+                "connection.blocked": true,
+                "authentication_failure_close": true,
+            ]),
+        ]
+        if let name = config.connectionName { clientProperties["connection_name"] = .string(name) }
+        var properties = arena.table(clientProperties)
+        let login = warren_amqp_login_plain(
+            conn, config.virtualHost, 0, 131_072, Int32(config.heartbeat), &properties,
+            config.username, config.password
+        )
+        if login.reply_type != AMQP_RESPONSE_NORMAL {
+            var error = rpcError(login, doing: "login to vhost '\(config.virtualHost)' as '\(config.username)'")
+            if error.replyCode == 403 || error.replyCode == 530 {
+                error.code = error.replyCode == 403 ? .authenticationFailed : error.code
+            } else if error.code != .connectionClosedByBroker {
+                error.code = .handshakeFailed
+            }
+            throw error
+        }
+        heartbeatNanos = UInt64(amqp_get_heartbeat(conn)) * 1_000_000_000
+        lastInbound = monotonicNanoseconds()
+
+        _ = amqp_channel_open(conn, channel)
+        try check(amqp_get_rpc_reply(conn), doing: "open channel")
+        _ = amqp_confirm_select(conn, channel)
+        try check(amqp_get_rpc_reply(conn), doing: "enable publisher confirms")
+        logger.debug("AMQP connection open", metadata: [
+            "warren.amqp.url": "\(config.redactedURL)",
+            "warren.amqp.heartbeat": "\(heartbeatNanos / 1_000_000_000)",
+        ])
+    }
+
+    private func loop() throws(AMQPError) {
+        var fds = [
+            pollfd(fd: amqp_get_sockfd(conn), events: Int16(POLLIN), revents: 0),
+            pollfd(fd: core.wakeFD, events: Int16(POLLIN), revents: 0),
+        ]
+        while true {
+            core.lastTick.store(monotonicNanoseconds(), ordering: .relaxed)
+            let (settlements, tasks, closeRequested) = core.drainInbox()
+            for item in settlements where !coalescer.settle(item.tag, item.settlement) {
+                logger.debug("dropped a settlement for an unknown delivery tag", metadata: ["warren.amqp.delivery_tag": "\(item.tag)"])
+            }
+            try flushSettlements()
+            for task in tasks {
+                task.run(self)
+                if conn == nil { throw lostError ?? AMQPError(.protocolError, "connection failed during a request") }
+            }
+            try flushSettlements()
+            if closeRequested {
+                closeCleanly()
+                return
+            }
+
+            let handled = try readFrames(limit: Self.framesPerTurn)
+            if handled == Self.framesPerTurn { continue }  // more may be buffered: drain the inbox and go on
+
+            try checkHeartbeat()
+            fds[0].revents = 0
+            fds[1].revents = 0
+            let rc = poll(&fds, 2, Int32(pollTimeoutMillis()))
+            if rc < 0 && errno != EINTR {
+                throw AMQPError(.socketError, "poll() failed: errno \(errno)")
+            }
+            if fds[0].revents != 0 { lastInbound = monotonicNanoseconds() }
+        }
+    }
+
+    private func pollTimeoutMillis() -> UInt64 {
+        guard heartbeatNanos > 0 else { return Self.maxPollMillis }
+        let deadline = lastInbound + heartbeatNanos
+        let now = monotonicNanoseconds()
+        let remaining = deadline > now ? (deadline - now) / 1_000_000 + 1 : 0
+        return min(remaining, Self.maxPollMillis)
+    }
+
+    private func checkHeartbeat() throws(AMQPError) {
+        guard heartbeatNanos > 0 else { return }
+        let silent = monotonicNanoseconds() &- lastInbound
+        if silent > heartbeatNanos {
+            throw AMQPError(.heartbeatTimeout, "no data from the broker for \(silent / 1_000_000) ms (heartbeat timeout \(heartbeatNanos / 1_000_000_000) s): it is hung or unreachable")
+        }
+    }
+
+    /// Error that made a task drop the connection (a failed RPC), if any.
+    private var lostError: AMQPError?
+
+    /// Marks the connection as failed from inside a task; the loop then ends with `error`.
+    func fail(_ error: AMQPError) {
+        lostError = error
+        destroy()
+    }
+
+    private func closeCleanly() {
+        guard let conn else { return }
+        _ = amqp_channel_close(conn, channel, AMQP_REPLY_SUCCESS)
+        _ = amqp_connection_close(conn, AMQP_REPLY_SUCCESS)
+        logger.debug("AMQP connection closed")
+    }
+
+    private func destroy() {
+        guard let conn else { return }
+        amqp_destroy_connection(conn)
+        self.conn = nil
+    }
+
+    /// Publishes the end to everyone waiting: state, consumers, confirms, queued tasks.
+    private func finish(reason: AMQPError?) {
+        let pending = core.stopAccepting()
+        core.setState(.closed(reason))
+        let error = reason.map { AMQPError($0.code, "connection closed: \($0.message)", replyCode: $0.replyCode) }
+            ?? AMQPError(.connectionClosed, "connection closed")
+        for (_, consumer) in consumers {
+            if let reason { consumer.finish(throwing: AMQPError(reason.code, "consumer stopped: \(reason.message)", replyCode: reason.replyCode)) } else { consumer.finish() }
+        }
+        consumers.removeAll()
+        for (_, confirm) in confirms { confirm.resume(throwing: error) }
+        confirms.removeAll()
+        for task in pending { task.fail(error) }
+    }
+
+    // MARK: Settlements
+
+    private func flushSettlements() throws(AMQPError) {
+        guard let conn else { return }
+        for command in coalescer.flush() {
+            let rc: Int32
+            switch command {
+            case .ack(let tag, let multiple):
+                rc = amqp_basic_ack(conn, channel, tag, multiple ? 1 : 0)
+            case .nack(let tag, let multiple, let requeue):
+                rc = amqp_basic_nack(conn, channel, tag, multiple ? 1 : 0, requeue ? 1 : 0)
+            case .reject(let tag, let requeue):
+                rc = amqp_basic_reject(conn, channel, tag, requeue ? 1 : 0)
+            }
+            guard rc == AMQP_STATUS_OK.rawValue else {
+                throw Self.statusError(rc, doing: "send \(command)")
+            }
+        }
+    }
+
+    // MARK: Frames
+
+    /// Handles up to `limit` frames that are ready without blocking; returns how many it handled.
+    @discardableResult
+    func readFrames(limit: Int) throws(AMQPError) -> Int {
+        guard let conn else { return 0 }
+        var zero = timeval(tv_sec: 0, tv_usec: 0)
+        var handled = 0
+        defer { amqp_maybe_release_buffers(conn) }
+        while handled < limit {
+            var frame = amqp_frame_t()
+            let rc = amqp_simple_wait_frame_noblock(conn, &frame, &zero)
+            if rc == AMQP_STATUS_TIMEOUT.rawValue { break }
+            guard rc == AMQP_STATUS_OK.rawValue else { throw Self.statusError(rc, doing: "read from the broker") }
+            lastInbound = monotonicNanoseconds()
+            handled += 1
+            try handle(frame)
+        }
+        return handled
+    }
+
+    private func handle(_ frame: amqp_frame_t) throws(AMQPError) {
+        guard frame.frame_type == AMQP_FRAME_METHOD else { return }
+        let method = frame.payload.method
+        switch method.id {
+        case Method.basicDeliver:
+            let fields = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+            try deliver(fields, channel: frame.channel)
+        case Method.basicAck:
+            let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            resolveConfirms(upTo: ack.delivery_tag, multiple: ack.multiple != 0, error: nil)
+        case Method.basicNack:
+            let nack = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            resolveConfirms(upTo: nack.delivery_tag, multiple: nack.multiple != 0,
+                            error: AMQPError(.publishNacked, "the broker refused the message (basic.nack)"))
+        case Method.basicCancel:
+            let cancel = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
+            let tag = CTable.string(cancel.consumer_tag)
+            logger.warning("the broker cancelled a consumer", metadata: ["warren.amqp.consumer_tag": "\(tag)"])
+            consumers.removeValue(forKey: tag)?.finish(throwing: AMQPError(
+                .consumerCancelledByBroker, "the broker cancelled consumer '\(tag)' (queue deleted, or its leader moved)"))
+        case Method.channelClose, Method.connectionClose:
+            throw closeError(method)
+        case Method.connectionBlocked:
+            logger.warning("the broker blocked publishing on this connection (resource alarm)")
+        case Method.connectionUnblocked:
+            logger.info("the broker unblocked this connection")
+        default:
+            logger.debug("ignored an AMQP method", metadata: ["warren.amqp.method": "\(method.id)"])
+        }
+    }
+
+    private func deliver(_ deliver: amqp_basic_deliver_t, channel: amqp_channel_t) throws(AMQPError) {
+        guard let conn else { return }
+        var message = amqp_message_t()
+        let reply = amqp_read_message(conn, channel, &message, 0)
+        try check(reply, doing: "read a message body")
+        defer { amqp_destroy_message(&message) }
+        let tag = CTable.string(deliver.consumer_tag)
+        coalescer.delivered(deliver.delivery_tag)
+        let delivery = AMQPDelivery(
+            body: CTable.array(message.body),
+            properties: Self.properties(message.properties),
+            deliveryTag: deliver.delivery_tag,
+            redelivered: deliver.redelivered != 0,
+            exchange: CTable.string(deliver.exchange),
+            routingKey: CTable.string(deliver.routing_key),
+            consumerTag: tag,
+            core: core
+        )
+        if let consumer = consumers[tag], case .enqueued = consumer.yield(delivery) {
+            return
+        }
+        // No one to take it (the consumer was cancelled): give it back to the queue.
+        coalescer.settle(deliver.delivery_tag, .nack(requeue: true))
+    }
+
+    private func resolveConfirms(upTo tag: UInt64, multiple: Bool, error: AMQPError?) {
+        let tags = multiple ? confirms.keys.filter { $0 <= tag } : [tag]
+        for t in tags {
+            guard let continuation = confirms.removeValue(forKey: t) else { continue }
+            if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+        }
+    }
+
+    // MARK: Operations (called from tasks, on this thread)
+
+    func register(consumer tag: String, _ continuation: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation) {
+        consumers[tag] = continuation
+    }
+
+    /// Ends a consumer's stream after handing it what arrived before `cancel-ok`.
+    func unregister(consumer tag: String) throws(AMQPError) {
+        if let conn, amqp_frames_enqueued(conn) != 0 {
+            while amqp_frames_enqueued(conn) != 0, try readFrames(limit: 1) == 1 {}
+        }
+        consumers.removeValue(forKey: tag)?.finish()
+    }
+
+    func publish(body: [UInt8], exchange: String, routingKey: String, properties: AMQPProperties,
+                 mandatory: Bool, confirm: CheckedContinuation<Void, any Error>) {
+        guard let conn else {
+            confirm.resume(throwing: core.closedError())
+            return
+        }
+        let arena = CTable.Arena()
+        var props = Self.cProperties(properties, arena: arena)
+        let rc = body.withUnsafeBytes { raw in
+            amqp_basic_publish(conn, channel, arena.bytes(exchange), arena.bytes(routingKey), mandatory ? 1 : 0, 0,
+                               &props, amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
+        }
+        guard rc == AMQP_STATUS_OK.rawValue else {
+            let error = Self.statusError(rc, doing: "publish")
+            confirm.resume(throwing: error)
+            fail(error)
+            return
+        }
+        confirms[nextPublishSequence] = confirm
+        nextPublishSequence += 1
+    }
+
+    /// Checks an RPC reply; on failure the connection is dropped and the error thrown.
+    func check(_ reply: amqp_rpc_reply_t, doing what: String) throws(AMQPError) {
+        guard reply.reply_type != AMQP_RESPONSE_NORMAL else { return }
+        let error = rpcError(reply, doing: what)
+        fail(error)
+        throw error
+    }
+
+    private func rpcError(_ reply: amqp_rpc_reply_t, doing what: String) -> AMQPError {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            return Self.statusError(reply.library_error, doing: what)
+        case AMQP_RESPONSE_SERVER_EXCEPTION:
+            var error = closeError(reply.reply)
+            error.message = "\(what): \(error.message)"
+            return error
+        default:
+            return AMQPError(.protocolError, "\(what): no reply from the broker")
+        }
+    }
+
+    /// Reads a `channel.close` / `connection.close`, answers it with close-ok, and describes it.
+    private func closeError(_ method: amqp_method_t) -> AMQPError {
+        if method.id == Method.connectionClose {
+            let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            var ok = amqp_connection_close_ok_t(dummy: 0)
+            if let conn { _ = amqp_send_method(conn, 0, Method.connectionCloseOk, &ok) }
+            return AMQPError(.connectionClosedByBroker, "broker closed the connection: \(CTable.string(close.reply_text))", replyCode: close.reply_code)
+        }
+        if method.id == Method.channelClose {
+            let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            var ok = amqp_channel_close_ok_t(dummy: 0)
+            if let conn { _ = amqp_send_method(conn, channel, Method.channelCloseOk, &ok) }
+            return AMQPError(.channelClosedByBroker, "broker closed the channel: \(CTable.string(close.reply_text))", replyCode: close.reply_code)
+        }
+        return AMQPError(.protocolError, "unexpected method \(method.id) from the broker")
+    }
+
+    static func statusError(_ status: Int32, doing what: String) -> AMQPError {
+        let code: AMQPError.Code = switch status {
+        case AMQP_STATUS_TIMEOUT.rawValue: .rpcTimeout
+        case AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue: .heartbeatTimeout
+        case AMQP_STATUS_CONNECTION_CLOSED.rawValue, AMQP_STATUS_SOCKET_ERROR.rawValue,
+             AMQP_STATUS_SOCKET_CLOSED.rawValue, AMQP_STATUS_TCP_ERROR.rawValue: .socketError
+        default: .protocolError
+        }
+        return AMQPError(code, "\(what): \(statusText(status))")
+    }
+
+    static func statusText(_ status: Int32) -> String {
+        String(cString: amqp_error_string2(status))
+    }
+}
+
+/// Method ids (librabbitmq defines them as casts, which Swift does not import).
+enum Method {
+    static let connectionClose: amqp_method_number_t = 0x000A_0032
+    static let connectionCloseOk: amqp_method_number_t = 0x000A_0033
+    static let connectionBlocked: amqp_method_number_t = 0x000A_003C
+    static let connectionUnblocked: amqp_method_number_t = 0x000A_003D
+    static let channelClose: amqp_method_number_t = 0x0014_0028
+    static let channelCloseOk: amqp_method_number_t = 0x0014_0029
+    static let basicCancel: amqp_method_number_t = 0x003C_001E
+    static let basicDeliver: amqp_method_number_t = 0x003C_003C
+    static let basicAck: amqp_method_number_t = 0x003C_0050
+    static let basicNack: amqp_method_number_t = 0x003C_0078
+}
