@@ -33,9 +33,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "WarrenTestSupport",
+            path: "Tests/WarrenTestSupport"
+        ),
         .testTarget(
             name: "WarrenAMQPTests",
             dependencies: ["WarrenAMQP"]
+        ),
+        .testTarget(
+            name: "WarrenIntegrationTests",
+            dependencies: ["WarrenAMQP", "WarrenTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

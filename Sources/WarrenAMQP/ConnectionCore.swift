@@ -117,30 +117,36 @@ final class ConnectionCore: Sendable {
     var state: AMQPConnectionState { observed.withLock { $0.state } }
 
     func setState(_ state: AMQPConnectionState) {
-        observed.withLock { observed in
+        let isFinal: Bool
+        if case .closed = state { isFinal = true } else { isFinal = false }
+        // Yield outside the lock: finishing a stream runs its onTermination, which takes the lock.
+        let observers = observed.withLock { observed in
             observed.state = state
-            for continuation in observed.observers.values {
-                continuation.yield(state)
-                if case .closed = state { continuation.finish() }
-            }
-            if case .closed = state { observed.observers.removeAll() }
+            defer { if isFinal { observed.observers.removeAll() } }
+            return Array(observed.observers.values)
+        }
+        for continuation in observers {
+            continuation.yield(state)
+            if isFinal { continuation.finish() }
         }
     }
 
     func stateUpdates() -> AsyncStream<AMQPConnectionState> {
         let (stream, continuation) = AsyncStream<AMQPConnectionState>.makeStream(bufferingPolicy: .bufferingNewest(8))
-        observed.withLock { observed in
+        let id: Int? = observed.withLock { observed in
             continuation.yield(observed.state)
-            if case .closed = observed.state {
-                continuation.finish()
-                return
-            }
+            if case .closed = observed.state { return nil }
             let id = observed.nextObserverID
             observed.nextObserverID += 1
             observed.observers[id] = continuation
-            continuation.onTermination = { [weak self] _ in
-                self?.observed.withLock { _ = $0.observers.removeValue(forKey: id) }
-            }
+            return id
+        }
+        guard let id else {
+            continuation.finish()
+            return stream
+        }
+        continuation.onTermination = { [weak self] _ in
+            self?.observed.withLock { _ = $0.observers.removeValue(forKey: id) }
         }
         return stream
     }
