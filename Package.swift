@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "WarrenAMQP", targets: ["WarrenAMQP"]),
+        .library(name: "WarrenHealth", targets: ["WarrenHealth"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -32,6 +33,11 @@ let package = Package(
                 "CRabbitMQ",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .target(name: "WarrenHealth"),
+        .testTarget(
+            name: "WarrenHealthTests",
+            dependencies: ["WarrenHealth"]
         ),
         .target(
             name: "WarrenTestSupport",

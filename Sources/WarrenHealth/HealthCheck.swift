@@ -1,0 +1,91 @@
+/// The verdict of a check, as the IETF health-check draft spells it.
+public enum HealthStatus: String, Sendable, Comparable {
+    case pass, warn, fail
+
+    public static func < (a: HealthStatus, b: HealthStatus) -> Bool { a.rank < b.rank }
+    private var rank: Int {
+        switch self {
+        case .pass: 0
+        case .warn: 1
+        case .fail: 2
+        }
+    }
+}
+
+/// Which probe a check answers to.
+public enum HealthCheckKind: String, Sendable {
+    /// `/internal/alive`: is the process itself working? Never a dependency.
+    case liveness
+    /// `/internal/ready`: can this instance do its work now (its dependencies answer)?
+    case readiness
+    /// `/internal/started`: has start-up finished?
+    case startup
+}
+
+/// A named check of a dependency, evaluated in the background by a ``HealthRegistry``.
+///
+/// The probe does one real round trip (a `PING`, a `SELECT 1`, a passive queue declare) and throws
+/// when it fails. The registry times it, caps it with ``timeout``, and caches the result, so a
+/// Kubernetes probe never waits for a dependency.
+public struct HealthCheck: Sendable {
+    /// The check name, e.g. `redis`; the key in reports is `"<name>:<measurement>"`.
+    public var name: String
+    /// What `observedValue` measures, e.g. `responseTime`.
+    public var measurement: String
+    /// Which probe it answers to.
+    public var kind: HealthCheckKind
+    /// The longest a probe may take before the check fails (the probe itself may go on).
+    public var timeout: Duration
+    /// How often the check runs.
+    public var interval: Duration
+    /// The round trip. Throwing fails the check; the error's description becomes `output`, so it
+    /// must not contain secrets.
+    public var probe: @Sendable () async throws -> Void
+
+    public init(
+        name: String,
+        measurement: String = "responseTime",
+        kind: HealthCheckKind = .readiness,
+        timeout: Duration = .milliseconds(800),
+        interval: Duration = .milliseconds(500),
+        probe: @escaping @Sendable () async throws -> Void
+    ) {
+        self.name = name
+        self.measurement = measurement
+        self.kind = kind
+        self.timeout = timeout
+        self.interval = interval
+        self.probe = probe
+    }
+}
+
+/// One evaluation of a check.
+public struct HealthCheckResult: Sendable, Equatable {
+    public var status: HealthStatus
+    /// What was measured (the probe's duration for dependency checks).
+    public var observedValue: Double?
+    /// The unit of `observedValue`, e.g. `ms`.
+    public var observedUnit: String?
+    /// Why it failed; `nil` when it passed.
+    public var output: String?
+    /// Wall-clock time of the evaluation (for `time` in reports).
+    public var time: WallClock.Instant
+    /// Monotonic nanoseconds of the evaluation (for the result's age).
+    public var measuredAt: UInt64
+
+    public init(status: HealthStatus, observedValue: Double? = nil, observedUnit: String? = nil,
+                output: String? = nil, time: WallClock.Instant = WallClock.now(),
+                measuredAt: UInt64 = Monotonic.now()) {
+        self.status = status
+        self.observedValue = observedValue
+        self.observedUnit = observedUnit
+        self.output = output
+        self.time = time
+        self.measuredAt = measuredAt
+    }
+
+    /// How old the result is at monotonic time `now` (ns).
+    public func age(at now: UInt64 = Monotonic.now()) -> Duration {
+        .nanoseconds(Int64(now &- measuredAt))
+    }
+}

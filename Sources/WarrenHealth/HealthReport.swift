@@ -1,0 +1,99 @@
+/// A health report in the shape of the IETF draft "Health Check Response Format for HTTP APIs"
+/// (draft-inadarei-api-health-check), served as `application/health+json`.
+public struct HealthReport: Sendable, Equatable {
+    /// One measurement under a `"<component>:<measurement>"` key.
+    public struct Entry: Sendable, Equatable {
+        public var componentID: String?
+        public var status: HealthStatus
+        public var observedValue: Double?
+        public var observedUnit: String?
+        public var time: WallClock.Instant?
+        /// Only on failure (or warning); never contains secrets.
+        public var output: String?
+
+        public init(componentID: String? = nil, status: HealthStatus, observedValue: Double? = nil,
+                    observedUnit: String? = nil, time: WallClock.Instant? = nil, output: String? = nil) {
+            self.componentID = componentID
+            self.status = status
+            self.observedValue = observedValue
+            self.observedUnit = observedUnit
+            self.time = time
+            self.output = status == .pass ? nil : output
+        }
+    }
+
+    /// The overall status: the worst of the entries unless set otherwise.
+    public var status: HealthStatus
+    /// Why the whole report fails when no single check explains it (starting, shutting down).
+    public var output: String?
+    /// Keyed entries, in a stable order.
+    public var checks: [(key: String, entries: [Entry])]
+
+    public init(status: HealthStatus, output: String? = nil, checks: [(key: String, entries: [Entry])] = []) {
+        self.status = status
+        self.output = status == .pass ? nil : output
+        self.checks = checks
+    }
+
+    /// The HTTP status for this report: 200 unless it fails (503). `warn` still serves traffic.
+    public var httpStatus: Int { status == .fail ? 503 : 200 }
+
+    /// The media type of ``json()``.
+    public static let contentType = "application/health+json"
+
+    /// Renders the report as compact JSON.
+    public func json() -> String {
+        var fields = ["\"status\":\(JSON.quote(status.rawValue))"]
+        if let output { fields.append("\"output\":\(JSON.quote(output))") }
+        let keyed = checks.map { key, entries in
+            "\(JSON.quote(key)):[\(entries.map(\.json).joined(separator: ","))]"
+        }
+        fields.append("\"checks\":{\(keyed.joined(separator: ","))}")
+        return "{\(fields.joined(separator: ","))}"
+    }
+
+    public static func == (a: HealthReport, b: HealthReport) -> Bool {
+        a.status == b.status && a.output == b.output && a.checks.map(\.key) == b.checks.map(\.key)
+            && a.checks.map(\.entries) == b.checks.map(\.entries)
+    }
+}
+
+extension HealthReport.Entry {
+    var json: String {
+        var fields: [String] = []
+        if let componentID { fields.append("\"componentId\":\(JSON.quote(componentID))") }
+        fields.append("\"status\":\(JSON.quote(status.rawValue))")
+        if let observedValue { fields.append("\"observedValue\":\(JSON.number(observedValue))") }
+        if let observedUnit { fields.append("\"observedUnit\":\(JSON.quote(observedUnit))") }
+        if let time { fields.append("\"time\":\(JSON.quote(time.iso8601))") }
+        if let output { fields.append("\"output\":\(JSON.quote(output))") }
+        return "{\(fields.joined(separator: ","))}"
+    }
+}
+
+/// Just enough JSON for health reports: escaped strings and numbers.
+enum JSON {
+    static func quote(_ value: String) -> String {
+        var text = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": text += "\\\""
+            case "\\": text += "\\\\"
+            case "\n": text += "\\n"
+            case "\r": text += "\\r"
+            case "\t": text += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: text.unicodeScalars.append(scalar)
+            }
+        }
+        return text + "\""
+    }
+
+    static func number(_ value: Double) -> String {
+        guard value.isFinite else { return "null" }
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return String(value)
+    }
+}

@@ -1,0 +1,69 @@
+/// Builds the probe reports from the cached check results and the liveness watchdog.
+///
+/// Everything here reads cached state only: it never awaits, never touches a dependency, and so
+/// can run on the health server's event loop.
+public struct HealthReporter: Sendable {
+    public let registry: HealthRegistry
+    public let watchdog: LivenessWatchdog
+
+    public init(registry: HealthRegistry, watchdog: LivenessWatchdog) {
+        self.registry = registry
+        self.watchdog = watchdog
+    }
+
+    /// `/internal/alive`: the cooperative pool and the registered threads ticked recently.
+    public func liveness() -> HealthReport {
+        let now = WallClock.now()
+        let entries = watchdog.readings().map { reading in
+            HealthReport.Entry(
+                componentID: reading.component, status: reading.status,
+                observedValue: reading.lagMilliseconds, observedUnit: "ms", time: now,
+                output: "\(reading.component) has not ticked for \(Int(reading.lagMilliseconds)) ms past its period (stall threshold \(Int(watchdog.stallThreshold.milliseconds)) ms)"
+            )
+        }
+        let status = entries.map(\.status).max() ?? .pass
+        return HealthReport(status: status, checks: [("event-loop:lag", entries)])
+    }
+
+    /// `/internal/ready`: started, not shutting down, and every readiness check but `excluded` passes.
+    public func readiness(excluding excluded: Set<String> = []) -> HealthReport {
+        let results = registry.results(kind: .readiness, excluding: excluded)
+        var report = report(results)
+        if registry.isShuttingDown {
+            report.status = .fail
+            report.output = "shutting down"
+        } else if !registry.isStarted {
+            report.status = .fail
+            report.output = "starting: first connect, topology and migrations not done yet"
+        }
+        return report
+    }
+
+    /// `/internal/ready/<check>`: that check alone; `nil` when there is no such readiness check.
+    public func readiness(check name: String) -> HealthReport? {
+        let results = registry.results(kind: .readiness).filter { $0.check.name == name }
+        guard !results.isEmpty else { return nil }
+        return report(results)
+    }
+
+    /// `/internal/started`: start-up finished (and the startup checks, if any, pass).
+    public func startup() -> HealthReport {
+        var report = report(registry.results(kind: .startup))
+        if !registry.isStarted {
+            report.status = .fail
+            report.output = "starting: first connect, topology and migrations not done yet"
+        }
+        return report
+    }
+
+    private func report(_ results: [(check: HealthCheck, result: HealthCheckResult)]) -> HealthReport {
+        let checks = results.map { check, result in
+            (key: "\(check.name):\(check.measurement)", entries: [HealthReport.Entry(
+                status: result.status, observedValue: result.observedValue, observedUnit: result.observedUnit,
+                time: result.time, output: result.output
+            )])
+        }
+        let status = results.map(\.result.status).max() ?? .pass
+        return HealthReport(status: status, checks: checks)
+    }
+}

@@ -1,0 +1,36 @@
+import Foundation
+import Testing
+@testable import WarrenHealth
+
+@Suite("Health report rendering")
+struct HealthReportTests {
+    let time = WallClock.Instant(seconds: 1_795_000_000, nanoseconds: 123_456_789)
+
+    @Test func rendersDraftShape() throws {
+        let report = HealthReport(status: .fail, checks: [
+            ("redis:responseTime", [.init(status: .pass, observedValue: 0.42, observedUnit: "ms", time: time, output: "ignored on pass")]),
+            ("postgres:responseTime", [.init(status: .fail, observedValue: 800, observedUnit: "ms", time: time, output: "no answer within 800 ms")]),
+        ])
+        let json = try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as! [String: Any]
+        #expect(json["status"] as? String == "fail")
+        let checks = try #require(json["checks"] as? [String: [[String: Any]]])
+        let redis = try #require(checks["redis:responseTime"]?.first)
+        #expect(redis["status"] as? String == "pass")
+        #expect(redis["observedValue"] as? Double == 0.42)
+        #expect(redis["observedUnit"] as? String == "ms")
+        #expect(redis["time"] as? String == "2026-11-18T11:06:40.123Z")
+        #expect(redis["output"] == nil, "output only on failure")
+        let postgres = try #require(checks["postgres:responseTime"]?.first)
+        #expect(postgres["output"] as? String == "no answer within 800 ms")
+        #expect(postgres["observedValue"] as? Int == 800)
+        #expect(report.httpStatus == 503)
+    }
+
+    @Test func escapesStrings() throws {
+        let report = HealthReport(status: .fail, output: "quote \" backslash \\ newline \n tab \t bell \u{7}")
+        let json = try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as! [String: Any]
+        #expect(json["output"] as? String == "quote \" backslash \\ newline \n tab \t bell \u{7}")
+        #expect(HealthReport(status: .pass).json() == #"{"status":"pass","checks":{}}"#)
+        #expect(HealthReport(status: .warn).httpStatus == 200)
+    }
+}
