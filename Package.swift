@@ -34,6 +34,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .executableTarget(
+            name: "warren-consume-bench",
+            dependencies: ["WarrenAMQP"],
+            path: "bench/swift-consumer"
+        ),
         .target(name: "WarrenHealth"),
         .testTarget(
             name: "WarrenHealthTests",

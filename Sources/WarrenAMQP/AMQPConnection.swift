@@ -76,6 +76,29 @@ public final class AMQPConnection: Sendable {
         try await queueDeclare(name, passive: true, durable: false, exclusive: false, autoDelete: false, arguments: [:])
     }
 
+    /// Proves that consumer `tag` is registered on `queue`, with a round trip to the broker.
+    ///
+    /// Sends a passive `queue.declare` on the consumer's channel. Frames on a channel arrive in order,
+    /// so had the broker cancelled the consumer (or closed the channel), that would arrive before the
+    /// reply; the consumer is checked after everything received before the reply has been handled.
+    /// This is what readiness uses: a local "connected" flag can stay true while the broker is gone.
+    ///
+    /// - Throws: ``AMQPError``; `consumerCancelledByBroker` when the consumer is no longer registered.
+    @discardableResult
+    public func verifyConsumer(_ tag: String, queue: String) async throws -> AMQPQueueInfo {
+        try await perform("verify consumer '\(tag)' on queue '\(queue)'") { owner, conn, arena in
+            let ok = amqp_queue_declare(conn, owner.channel, arena.bytes(queue), 1, 0, 0, 0, amqp_empty_table)
+            guard let ok else { return AMQPQueueInfo(name: queue, messageCount: 0, consumerCount: 0) }
+            return AMQPQueueInfo(name: CTable.string(ok.pointee.queue), messageCount: ok.pointee.message_count,
+                                 consumerCount: ok.pointee.consumer_count)
+        } after: { owner in
+            try owner.handleQueuedFrames()
+            guard owner.hasConsumer(tag) else {
+                throw AMQPError(.consumerCancelledByBroker, "consumer '\(tag)' is not registered on queue '\(queue)'")
+            }
+        }
+    }
+
     private func queueDeclare(_ name: String, passive: Bool, durable: Bool, exclusive: Bool,
                               autoDelete: Bool, arguments: AMQPTable) async throws -> AMQPQueueInfo {
         try await perform("declare queue '\(name)'") { owner, conn, arena in

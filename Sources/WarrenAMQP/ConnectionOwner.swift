@@ -318,11 +318,18 @@ final class ConnectionOwner {
 
     /// Ends a consumer's stream after handing it what arrived before `cancel-ok`.
     func unregister(consumer tag: String) throws(AMQPError) {
-        if let conn, amqp_frames_enqueued(conn) != 0 {
-            while amqp_frames_enqueued(conn) != 0, try readFrames(limit: 1) == 1 {}
-        }
+        try handleQueuedFrames()
         consumers.removeValue(forKey: tag)?.finish()
     }
+
+    /// Handles the frames librabbitmq queued while it waited for an RPC reply.
+    func handleQueuedFrames() throws(AMQPError) {
+        guard let conn else { return }
+        while amqp_frames_enqueued(conn) != 0, try readFrames(limit: 1) == 1 {}
+    }
+
+    /// True while consumer `tag` is registered (not cancelled by us or by the broker).
+    func hasConsumer(_ tag: String) -> Bool { consumers[tag] != nil }
 
     func publish(body: [UInt8], exchange: String, routingKey: String, properties: AMQPProperties,
                  mandatory: Bool, confirm: CheckedContinuation<Void, any Error>) {

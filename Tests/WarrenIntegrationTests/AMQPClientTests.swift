@@ -119,6 +119,30 @@ extension Integration {
             await connection.close()
         }
 
+        @Test func verifyConsumerIsARoundTripThatSeesCancellation() async throws {
+            let queue = uniqueName("test-verify")
+            let connection = try await AMQPConnection.connect(configuration: config)
+            try await connection.declareQueue(queue, durable: false)
+            let deliveries = try await connection.consume(queue: queue)
+            let info = try await connection.verifyConsumer(deliveries.tag, queue: queue)
+            #expect(info.consumerCount == 1)
+            try await deliveries.cancel()
+            await #expect(throws: AMQPError.self) { try await connection.verifyConsumer(deliveries.tag, queue: queue) }
+            #expect(connection.state == .open, "a cancelled consumer is not a broken connection")
+            // The broker cancels a consumer whose queue is deleted (consumer_cancel_notify).
+            let again = try await connection.consume(queue: queue)
+            let other = try await AMQPConnection.connect(configuration: config)
+            try await other.deleteQueue(queue)
+            await other.close()
+            do {
+                for try await _ in again {}
+                Issue.record("the consumer of a deleted queue kept going")
+            } catch let error as AMQPError {
+                #expect(error.code == .consumerCancelledByBroker)
+            }
+            await connection.close()
+        }
+
         @Test func cleanCloseEndsConsumersAndRefusesWork() async throws {
             let queue = uniqueName("test-close")
             let connection = try await AMQPConnection.connect(configuration: config)
