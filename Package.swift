@@ -40,6 +40,14 @@ let package = Package(
             path: "bench/swift-consumer"
         ),
         .target(name: "WarrenHealth"),
+        .target(
+            name: "Warren",
+            dependencies: [
+                "WarrenAMQP",
+                "WarrenHealth",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "WarrenHealthTests",
             dependencies: ["WarrenHealth"]

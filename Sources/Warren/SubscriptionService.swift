@@ -1,0 +1,210 @@
+import Logging
+import Synchronization
+import WarrenAMQP
+
+/// Runs a ``Subscription`` against a broker and keeps it running.
+///
+/// Connects, declares the topology, sets the prefetch and consumes, handing deliveries to the handler
+/// with bounded concurrency. When the connection is lost it reconnects with capped, jittered backoff
+/// and does it all again; deliveries of the dead connection are not settled on the new one (the
+/// broker has requeued them). While ``gate`` is closed the consumer is cancelled and messages stay in
+/// the queue. ``stop()`` closes the gate for good, lets in-flight handlers finish and closes.
+public final class SubscriptionService: Sendable {
+    /// Where the service is, for readiness and metrics.
+    public enum Phase: Sendable, Equatable {
+        case connecting(attempt: Int)
+        case consuming
+        case paused(reason: String)
+        case disconnected(reason: String)
+        case stopped
+    }
+
+    private struct State {
+        var connection: AMQPConnection?
+        var consumerTag: String?
+        var phase: Phase = .connecting(attempt: 0)
+        var everConnected = false
+        var stopping = false
+    }
+
+    public let subscription: Subscription
+    public let configuration: AMQPConfiguration
+    public let reconnectPolicy: ReconnectPolicy
+    /// Open while consumption may run; readiness and shutdown close it.
+    public let gate = Gate()
+    private let state = Mutex(State())
+    private let connected = Gate(open: false)
+    private let logger: Logger
+
+    public init(subscription: Subscription, configuration: AMQPConfiguration,
+                reconnectPolicy: ReconnectPolicy = ReconnectPolicy(), logger: Logger) {
+        self.subscription = subscription
+        self.configuration = configuration
+        self.reconnectPolicy = reconnectPolicy
+        var logger = logger
+        logger[metadataKey: "warren.queue"] = "\(subscription.topology.queue)"
+        self.logger = logger
+    }
+
+    // MARK: Observing
+
+    /// The current phase.
+    public var phase: Phase { state.withLock { $0.phase } }
+
+    /// The live connection and, while consuming, the consumer tag: what the `rabbitmq` check verifies.
+    public var current: (connection: AMQPConnection?, consumerTag: String?) {
+        state.withLock { ($0.connection, $0.consumerTag) }
+    }
+
+    /// True once the first connect and topology declaration succeeded.
+    public var hasStarted: Bool { state.withLock { $0.everConnected } }
+
+    /// Returns once the first connect and topology declaration succeeded (or the task is cancelled).
+    public func waitUntilStarted() async { await connected.wait(untilOpen: true) }
+
+    // MARK: Running
+
+    /// Consumes until ``stop()`` or cancellation, reconnecting as needed.
+    public func run() async {
+        var attempt = 0
+        while !isStopping && !Task.isCancelled {
+            setPhase(.connecting(attempt: attempt))
+            do {
+                let connection = try await connect()
+                attempt = 0
+                try await serve(connection)
+                if isStopping {
+                    await connection.close()
+                    break
+                }
+                if case .closed(let reason) = connection.state {
+                    throw reason ?? AMQPError(.connectionClosed, "connection closed")
+                }
+            } catch {
+                let reason = "\(error)"
+                setPhase(.disconnected(reason: reason))
+                state.withLock { $0.connection = nil; $0.consumerTag = nil }
+                if isStopping { break }
+                let delay = reconnectPolicy.delay(forAttempt: attempt)
+                logger.warning("broker connection lost; reconnecting", metadata: [
+                    "warren.reason": "\(reason)", "warren.reconnect.attempt": "\(attempt + 1)",
+                    "warren.reconnect.delay": "\(delay)",
+                ])
+                attempt += 1
+                try? await Task.sleep(for: delay)
+            }
+        }
+        state.withLock { $0.connection = nil; $0.consumerTag = nil; $0.phase = .stopped }
+    }
+
+    /// Stops consuming: no new deliveries; `run()` returns once in-flight handlers are done.
+    public func stop() {
+        state.withLock { $0.stopping = true }
+        gate.set(open: false, reason: "shutting down")
+    }
+
+    private var isStopping: Bool { state.withLock { $0.stopping } }
+
+    private func setPhase(_ phase: Phase) {
+        state.withLock { $0.phase = phase }
+    }
+
+    private func connect() async throws -> AMQPConnection {
+        let connection = try await AMQPConnection.connect(configuration: configuration, logger: logger)
+        do {
+            try await subscription.topology.declare(on: connection)
+            try await connection.setPrefetch(subscription.prefetch)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        state.withLock { $0.connection = connection; $0.everConnected = true }
+        connected.set(open: true)
+        logger.info("connected to the broker", metadata: ["warren.amqp.url": "\(configuration.redactedURL)"])
+        return connection
+    }
+
+    /// Consumes on `connection` whenever the gate is open, until the connection closes or we stop.
+    private func serve(_ connection: AMQPConnection) async throws {
+        while connection.state.isOpen && !isStopping {
+            if !gate.isOpen {
+                setPhase(.paused(reason: gate.reason ?? "paused"))
+                await waitForGateOrClose(connection)
+                continue
+            }
+            let consumer = try await connection.consume(queue: subscription.topology.queue)
+            state.withLock { $0.consumerTag = consumer.tag; $0.phase = .consuming }
+            logger.info("consuming", metadata: ["warren.consumer_tag": "\(consumer.tag)"])
+            defer { state.withLock { $0.consumerTag = nil } }
+            let pauser = Task {
+                await gate.wait(untilOpen: false)
+                guard !Task.isCancelled else { return }
+                try? await consumer.cancel()
+            }
+            defer { pauser.cancel() }
+            try await handle(consumer)
+        }
+    }
+
+    private func waitForGateOrClose(_ connection: AMQPConnection) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.gate.wait(untilOpen: true) }
+            group.addTask {
+                for await state in connection.stateUpdates() { if case .closed = state { return } }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Runs the handler for each delivery with at most `concurrency` at once; returns when the
+    /// consumer's sequence ends and every handler finished.
+    private func handle(_ consumer: AMQPConsumer) async throws {
+        let limit = subscription.concurrency
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var running = 0
+            for try await delivery in consumer {
+                if !gate.isOpen {
+                    delivery.nack(requeue: true)  // arrived after we decided to pause: back to the queue
+                    continue
+                }
+                if running >= limit {
+                    try await group.next()
+                    running -= 1
+                }
+                running += 1
+                group.addTask { await self.process(delivery) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func process(_ delivery: AMQPDelivery) async {
+        let outcome = await subscription.handler(delivery)
+        switch outcome {
+        case .ack:
+            delivery.ack()
+        case .deadLetter(let reason):
+            logger.warning("dead-lettered a message", metadata: deadLetterMetadata(delivery, reason))
+            delivery.reject(requeue: false)
+        case .requeue(let reason):
+            logger.debug("requeued a message", metadata: ["warren.reason": "\(reason)"])
+            delivery.nack(requeue: true)
+        case .retry(let reason):
+            if deliveryAttempt(of: delivery) >= subscription.maxAttempts {
+                logger.warning("dead-lettered a message after repeated failures",
+                               metadata: deadLetterMetadata(delivery, "gave up after \(subscription.maxAttempts) attempts: \(reason)"))
+                delivery.reject(requeue: false)
+            } else {
+                logger.info("handler failed; the message will be redelivered", metadata: ["warren.reason": "\(reason)"])
+                delivery.nack(requeue: true)
+            }
+        }
+    }
+
+    private func deadLetterMetadata(_ delivery: AMQPDelivery, _ reason: String) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["warren.reason": "\(reason)", "warren.dead_letter_queue": "\(subscription.topology.deadLetterQueue)"]
+        if let id = delivery.properties.messageID { metadata["warren.message_id"] = "\(id)" }
+        return metadata
+    }
+}
