@@ -38,6 +38,8 @@ public struct HealthCheck: Sendable {
     public var timeout: Duration
     /// How often the check runs.
     public var interval: Duration
+    /// Whether a failure of this readiness check pauses consumption (a dependency the handler needs).
+    public var gatesConsumption: Bool
     /// The round trip. Throwing fails the check; the error's description becomes `output`, so it
     /// must not contain secrets.
     public var probe: @Sendable () async throws -> Void
@@ -48,8 +50,10 @@ public struct HealthCheck: Sendable {
         kind: HealthCheckKind = .readiness,
         timeout: Duration = .milliseconds(800),
         interval: Duration = .milliseconds(500),
+        gatesConsumption: Bool = false,
         probe: @escaping @Sendable () async throws -> Void
     ) {
+        self.gatesConsumption = gatesConsumption
         self.name = name
         self.measurement = measurement
         self.kind = kind
