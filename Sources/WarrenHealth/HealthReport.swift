@@ -43,10 +43,10 @@ public struct HealthReport: Sendable, Equatable {
 
     /// Renders the report as compact JSON.
     public func json() -> String {
-        var fields = ["\"status\":\(JSON.quote(status.rawValue))"]
-        if let output { fields.append("\"output\":\(JSON.quote(output))") }
+        var fields = ["\"status\":\(JSONText.quote(status.rawValue))"]
+        if let output { fields.append("\"output\":\(JSONText.quote(output))") }
         let keyed = checks.map { key, entries in
-            "\(JSON.quote(key)):[\(entries.map(\.json).joined(separator: ","))]"
+            "\(JSONText.quote(key)):[\(entries.map(\.json).joined(separator: ","))]"
         }
         fields.append("\"checks\":{\(keyed.joined(separator: ","))}")
         return "{\(fields.joined(separator: ","))}"
@@ -61,19 +61,19 @@ public struct HealthReport: Sendable, Equatable {
 extension HealthReport.Entry {
     var json: String {
         var fields: [String] = []
-        if let componentID { fields.append("\"componentId\":\(JSON.quote(componentID))") }
-        fields.append("\"status\":\(JSON.quote(status.rawValue))")
-        if let observedValue { fields.append("\"observedValue\":\(JSON.number(observedValue))") }
-        if let observedUnit { fields.append("\"observedUnit\":\(JSON.quote(observedUnit))") }
-        if let time { fields.append("\"time\":\(JSON.quote(time.iso8601))") }
-        if let output { fields.append("\"output\":\(JSON.quote(output))") }
+        if let componentID { fields.append("\"componentId\":\(JSONText.quote(componentID))") }
+        fields.append("\"status\":\(JSONText.quote(status.rawValue))")
+        if let observedValue { fields.append("\"observedValue\":\(JSONText.number(observedValue))") }
+        if let observedUnit { fields.append("\"observedUnit\":\(JSONText.quote(observedUnit))") }
+        if let time { fields.append("\"time\":\(JSONText.quote(time.iso8601))") }
+        if let output { fields.append("\"output\":\(JSONText.quote(output))") }
         return "{\(fields.joined(separator: ","))}"
     }
 }
 
-/// Just enough JSON for health reports: escaped strings and numbers.
-enum JSON {
-    static func quote(_ value: String) -> String {
+/// Just enough JSON for health reports and log lines: escaped strings and numbers.
+public enum JSONText {
+    public static func quote(_ value: String) -> String {
         var text = "\""
         for scalar in value.unicodeScalars {
             switch scalar {
@@ -91,7 +91,7 @@ enum JSON {
         return text + "\""
     }
 
-    static func number(_ value: Double) -> String {
+    public static func number(_ value: Double) -> String {
         guard value.isFinite else { return "null" }
         if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
         return String(value)
