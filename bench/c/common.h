@@ -130,11 +130,25 @@ static inline amqp_connection_state_t bench_connect(const char *url) {
 
     int status = amqp_socket_open(sock, info.host, info.port);
     if (status != AMQP_STATUS_OK)
-        die("connecting to %s:%d: %s", info.host, info.port, amqp_error_string2(status));
+        die("connecting to %s:%d: %s (is the broker running?)", info.host, info.port,
+            amqp_error_string2(status));
+
+    /* librabbitmq 0.11 does not announce consumer_cancel_notify, so by default the
+     * broker cancels a consumer silently when its queue is deleted. Ask for the
+     * basic.cancel (the library merges this into its own capabilities table). */
+    amqp_table_entry_t cap_entries[1];
+    cap_entries[0].key = amqp_cstring_bytes("consumer_cancel_notify");
+    cap_entries[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    cap_entries[0].value.value.boolean = 1;
+    amqp_table_entry_t prop_entries[1];
+    prop_entries[0].key = amqp_cstring_bytes("capabilities");
+    prop_entries[0].value.kind = AMQP_FIELD_KIND_TABLE;
+    prop_entries[0].value.value.table = (amqp_table_t){.num_entries = 1, .entries = cap_entries};
+    const amqp_table_t props = {.num_entries = 1, .entries = prop_entries};
 
     /* channel_max 0 = library default, default frame size, heartbeats off. */
-    check_reply(amqp_login(conn, info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0, AMQP_SASL_METHOD_PLAIN,
-                           info.user, info.password),
+    check_reply(amqp_login_with_properties(conn, info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0, &props,
+                                           AMQP_SASL_METHOD_PLAIN, info.user, info.password),
                 "login");
     amqp_channel_open(conn, BENCH_CHANNEL);
     check_reply(amqp_get_rpc_reply(conn), "channel.open");
