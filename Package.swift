@@ -7,9 +7,12 @@ let package = Package(
     products: [
         .library(name: "WarrenAMQP", targets: ["WarrenAMQP"]),
         .library(name: "WarrenHealth", targets: ["WarrenHealth"]),
+        .library(name: "WarrenHTTP", targets: ["WarrenHTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -38,6 +41,27 @@ let package = Package(
             name: "warren-consume-bench",
             dependencies: ["WarrenAMQP"],
             path: "bench/swift-consumer"
+        ),
+        .target(
+            name: "WarrenHTTP",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "WarrenHTTPTests",
+            dependencies: [
+                "WarrenHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .target(name: "WarrenHealth"),
         .target(

@@ -1,0 +1,86 @@
+import NIOCore
+import NIOHTTP1
+
+/// A complete response: status, headers and body bytes.
+///
+/// The server sets `Content-Length` from the body and manages `Connection` itself; any value
+/// a handler puts in those two headers is replaced.
+public struct HTTPResponse: Sendable {
+    /// The status, e.g. `.ok` or `.serviceUnavailable`.
+    public var status: HTTPResponseStatus
+    /// Response headers (`Content-Type` among them, see ``contentType``).
+    public var headers: HTTPHeaders
+    /// The body. For a `HEAD` request it is measured for `Content-Length` but not sent.
+    public var body: ByteBuffer
+
+    /// Creates a response with a `ByteBuffer` body.
+    /// - Parameter contentType: when given, sets the `Content-Type` header.
+    public init(
+        status: HTTPResponseStatus,
+        headers: HTTPHeaders = [:],
+        body: ByteBuffer = ByteBuffer(),
+        contentType: String? = nil
+    ) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        if let contentType {
+            self.headers.replaceOrAdd(name: "Content-Type", value: contentType)
+        }
+    }
+
+    /// Creates a response with a body given as bytes.
+    /// - Parameter contentType: when given, sets the `Content-Type` header.
+    public init(
+        status: HTTPResponseStatus,
+        headers: HTTPHeaders = [:],
+        bytes: [UInt8],
+        contentType: String? = nil
+    ) {
+        self.init(status: status, headers: headers, body: ByteBuffer(bytes: bytes), contentType: contentType)
+    }
+
+    /// The `Content-Type` header, or `nil` when none is set.
+    public var contentType: String? {
+        get { self.headers.first(name: "Content-Type") }
+        set {
+            if let newValue {
+                self.headers.replaceOrAdd(name: "Content-Type", value: newValue)
+            } else {
+                self.headers.remove(name: "Content-Type")
+            }
+        }
+    }
+
+    /// A UTF-8 text response (`text/plain; charset=utf-8` unless told otherwise).
+    public static func text(
+        _ text: String,
+        status: HTTPResponseStatus = .ok,
+        contentType: String = "text/plain; charset=utf-8"
+    ) -> HTTPResponse {
+        HTTPResponse(status: status, body: ByteBuffer(string: text), contentType: contentType)
+    }
+
+    /// A response whose body is already-encoded JSON text (`application/json` unless told
+    /// otherwise, e.g. `application/health+json`).
+    public static func json(
+        _ json: String,
+        status: HTTPResponseStatus = .ok,
+        contentType: String = "application/json"
+    ) -> HTTPResponse {
+        HTTPResponse(status: status, body: ByteBuffer(string: json), contentType: contentType)
+    }
+
+    /// The small JSON error body the server uses for its own answers (404, 405, 400, …):
+    /// `{"status":404,"error":"Not Found"}`.
+    static func error(_ status: HTTPResponseStatus, headers: HTTPHeaders = [:]) -> HTTPResponse {
+        var response = HTTPResponse.json(
+            #"{"status":\#(status.code),"error":"\#(status.reasonPhrase)"}"# + "\n",
+            status: status
+        )
+        for (name, value) in headers {
+            response.headers.replaceOrAdd(name: name, value: value)
+        }
+        return response
+    }
+}

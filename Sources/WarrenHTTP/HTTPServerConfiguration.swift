@@ -1,0 +1,66 @@
+import NIOCore
+
+/// Settings of the side-port HTTP server: where it listens and the limits that protect it.
+///
+/// Every property has a default suited to Kubernetes probes and a Prometheus scrape; tests
+/// typically use `port: 0` (an ephemeral port) and short timeouts.
+public struct HTTPServerConfiguration: Sendable, Hashable {
+    /// The address to bind to. Default `"0.0.0.0"` (all IPv4 interfaces).
+    public var host: String
+    /// The TCP port to bind to. Default `8080`; `0` asks the kernel for an ephemeral port
+    /// (read it back from ``HTTPServer/start()`` or ``HTTPServer/localAddress``).
+    public var port: Int
+    /// The most connections served at once. A connection accepted beyond this is closed at once,
+    /// before anything is read from it, and counted in ``HTTPServerStatistics/rejectedConnections``.
+    /// Default `256`.
+    public var maxConnections: Int
+    /// The longest request line (`GET /path?query HTTP/1.1`, without CRLF) accepted, in bytes.
+    /// A longer one is answered `414 URI Too Long` and the connection closed. Default 8 KiB.
+    public var maxRequestLineBytes: Int
+    /// The largest header block (every header line after the request line, up to and including
+    /// the blank line that ends it) accepted, in bytes. A larger one is answered
+    /// `431 Request Header Fields Too Large` and the connection closed. Default 16 KiB.
+    public var maxHeaderBytes: Int
+    /// How long a connection may sit with no request in progress (between keep-alive requests,
+    /// or after accept before the first byte) before it is closed. Default 30 s.
+    public var idleTimeout: TimeAmount
+    /// How long a request may take to arrive completely, counted from its first byte.
+    /// A request still incomplete after this (a slowloris client) gets its connection closed.
+    /// Default 5 s.
+    public var readTimeout: TimeAmount
+    /// The longest ``HTTPServer/shutdown()`` waits for in-flight requests before it closes
+    /// the remaining connections forcibly. Default 10 s.
+    public var shutdownTimeout: TimeAmount
+    /// The most complete requests a connection may have queued (pipelined) before the server
+    /// stops reading from it until it has answered some. Default 16.
+    public var maxPipelinedRequests: Int
+    /// The listen backlog of the server socket (the kernel caps it at `net.core.somaxconn`).
+    /// A burst of connects larger than this can see SYNs dropped and retried a second later.
+    /// Default 1024.
+    public var backlog: Int
+
+    /// Creates a configuration; every argument has a default.
+    public init(
+        host: String = "0.0.0.0",
+        port: Int = 8080,
+        maxConnections: Int = 256,
+        maxRequestLineBytes: Int = 8 * 1024,
+        maxHeaderBytes: Int = 16 * 1024,
+        idleTimeout: TimeAmount = .seconds(30),
+        readTimeout: TimeAmount = .seconds(5),
+        shutdownTimeout: TimeAmount = .seconds(10),
+        maxPipelinedRequests: Int = 16,
+        backlog: Int = 1024
+    ) {
+        self.host = host
+        self.port = port
+        self.maxConnections = maxConnections
+        self.maxRequestLineBytes = maxRequestLineBytes
+        self.maxHeaderBytes = maxHeaderBytes
+        self.idleTimeout = idleTimeout
+        self.readTimeout = readTimeout
+        self.shutdownTimeout = shutdownTimeout
+        self.maxPipelinedRequests = maxPipelinedRequests
+        self.backlog = backlog
+    }
+}
