@@ -56,6 +56,7 @@ let package = Package(
             name: "WarrenHTTPTests",
             dependencies: [
                 "WarrenHTTP",
+                "WarrenTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -69,6 +70,9 @@ let package = Package(
             dependencies: [
                 "WarrenAMQP",
                 "WarrenHealth",
+                "WarrenHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -86,7 +90,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WarrenIntegrationTests",
-            dependencies: ["WarrenAMQP", "WarrenTestSupport"]
+            dependencies: ["Warren", "WarrenAMQP", "WarrenHealth", "WarrenHTTP", "WarrenTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

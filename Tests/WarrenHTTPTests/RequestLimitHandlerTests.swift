@@ -1,3 +1,4 @@
+import WarrenTestSupport
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1

@@ -1,3 +1,4 @@
+import WarrenTestSupport
 import NIOCore
 import NIOHTTP1
 import Testing

@@ -27,7 +27,7 @@ private let MSG_NOSIGNAL: Int32 = 0
 #endif
 
 /// Errors of the raw test client.
-enum RawClientError: Error, Equatable {
+public enum RawClientError: Error, Equatable {
     case socket(Int32)
     case connect(Int32)
     case send(Int32)
@@ -37,24 +37,24 @@ enum RawClientError: Error, Equatable {
 }
 
 /// A response as read off the wire.
-struct RawResponse: Sendable {
-    var status: Int
-    var reason: String
-    var version: String
+public struct RawResponse: Sendable {
+    public var status: Int
+    public var reason: String
+    public var version: String
     /// Header names lower-cased, values in order.
-    var headers: [(name: String, value: String)]
-    var body: [UInt8]
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
 
-    func header(_ name: String) -> String? {
+    public func header(_ name: String) -> String? {
         self.headers.first { $0.name == name.lowercased() }?.value
     }
 
-    var bodyText: String { String(decoding: self.body, as: UTF8.self) }
+    public var bodyText: String { String(decoding: self.body, as: UTF8.self) }
 }
 
 /// Runs blocking work on a thread of its own, started at once, so that neither the blocking
 /// socket calls nor their timing depend on Swift's cooperative pool.
-final class BackgroundThread<T: Sendable>: Sendable {
+public final class BackgroundThread<T: Sendable>: Sendable {
     private struct State {
         var result: Result<T, any Error>?
         var waiter: CheckedContinuation<T, any Error>?
@@ -62,7 +62,7 @@ final class BackgroundThread<T: Sendable>: Sendable {
 
     private let state = Mutex(State())
 
-    init(_ body: @escaping @Sendable () throws -> T) {
+    public init(_ body: @escaping @Sendable () throws -> T) {
         let thread = Thread { [self] in
             let result = Result { try body() }
             let waiter = self.state.withLock { state -> CheckedContinuation<T, any Error>? in
@@ -76,7 +76,7 @@ final class BackgroundThread<T: Sendable>: Sendable {
     }
 
     /// The thread's result, awaited without blocking the pool.
-    func value() async throws -> T {
+    public func value() async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             let ready = self.state.withLock { state -> Result<T, any Error>? in
                 if let result = state.result { return result }
@@ -89,19 +89,19 @@ final class BackgroundThread<T: Sendable>: Sendable {
 }
 
 /// Runs `body` on a new thread and awaits its result.
-func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await BackgroundThread(body).value()
 }
 
 /// Seconds on a monotonic clock.
-func monotonicSeconds() -> Double {
+public func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// A blocking TCP client over a POSIX socket, with timeouts; for use on a dedicated thread only.
-final class RawConnection: @unchecked Sendable {
+public final class RawConnection: @unchecked Sendable {
     let fd: Int32
     private var pending: [UInt8] = []
     private var isClosed = false
@@ -115,7 +115,7 @@ final class RawConnection: @unchecked Sendable {
     }
 
     /// Connects to 127.0.0.1:`port`. Throws ``RawClientError/connect(_:)`` with errno (e.g. ECONNREFUSED).
-    static func connect(port: Int) throws -> RawConnection {
+    public static func connect(port: Int) throws -> RawConnection {
         let fd = socket(AF_INET, streamSocket, 0)
         guard fd >= 0 else { throw RawClientError.socket(errno) }
         var one: Int32 = 1
@@ -137,11 +137,11 @@ final class RawConnection: @unchecked Sendable {
         return RawConnection(fd: fd)
     }
 
-    func send(_ text: String) throws {
+    public func send(_ text: String) throws {
         try self.send(Array(text.utf8))
     }
 
-    func send(_ bytes: [UInt8]) throws {
+    public func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes { buffer in
@@ -164,7 +164,7 @@ final class RawConnection: @unchecked Sendable {
     }
 
     /// Reads one response. `isHead`: the response to a HEAD request (no body whatever Content-Length says).
-    func readResponse(timeout: Double = 3, isHead: Bool = false) throws -> RawResponse {
+    public func readResponse(timeout: Double = 3, isHead: Bool = false) throws -> RawResponse {
         let deadline = monotonicSeconds() + timeout
         let terminator: [UInt8] = Array("\r\n\r\n".utf8)
         var headEnd: Int?
@@ -211,7 +211,7 @@ final class RawConnection: @unchecked Sendable {
     }
 
     /// Whether the server closes the connection (EOF or reset) within `timeout`; data is discarded.
-    func waitForClose(timeout: Double) -> Bool {
+    public func waitForClose(timeout: Double) -> Bool {
         let deadline = monotonicSeconds() + timeout
         while true {
             do {
@@ -223,7 +223,7 @@ final class RawConnection: @unchecked Sendable {
     }
 
     /// Whether the connection is still open right now (no EOF pending).
-    func isOpenNow() -> Bool {
+    public func isOpenNow() -> Bool {
         var descriptor = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
         let ready = poll(&descriptor, 1, 0)
         if ready == 0 { return true }
@@ -233,11 +233,11 @@ final class RawConnection: @unchecked Sendable {
     }
 
     /// Half-closes: sends FIN but keeps reading.
-    func shutdownWrite() {
+    public func shutdownWrite() {
         _ = shutdown(self.fd, Int32(SHUT_WR))
     }
 
-    func close() {
+    public func close() {
         guard !self.isClosed else { return }
         self.isClosed = true
         _ = systemClose(self.fd)
@@ -246,7 +246,7 @@ final class RawConnection: @unchecked Sendable {
 
 extension RawConnection {
     /// One request on a fresh connection: connect, send, read the response, close.
-    static func exchange(port: Int, _ request: String, isHead: Bool = false, timeout: Double = 3) throws -> RawResponse {
+    public static func exchange(port: Int, _ request: String, isHead: Bool = false, timeout: Double = 3) throws -> RawResponse {
         let connection = try RawConnection.connect(port: port)
         defer { connection.close() }
         try connection.send(request)
@@ -255,6 +255,6 @@ extension RawConnection {
 }
 
 /// `GET path` with HTTP/1.1 and a Host header.
-func get(_ path: String, method: String = "GET", headers: String = "") -> String {
+public func get(_ path: String, method: String = "GET", headers: String = "") -> String {
     "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\n\(headers)\r\n"
 }
