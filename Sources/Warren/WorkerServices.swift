@@ -1,0 +1,134 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import WarrenAMQP
+import WarrenHealth
+
+/// Evaluates the checks and ticks the liveness watchdog until shutdown.
+struct HealthService: Service {
+    let registry: HealthRegistry
+    let watchdog: LivenessWatchdog
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await registry.run() }
+                group.addTask { await watchdog.run() }
+            }
+        }
+    }
+}
+
+/// Runs the subscription; on graceful shutdown fails readiness at once, stops consuming, waits for
+/// in-flight handlers up to the drain timeout and then closes the connection regardless.
+struct SubscriptionRunner: Service {
+    let service: SubscriptionService
+    let registry: HealthRegistry
+    let drainTimeout: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await service.run()
+        } onGracefulShutdown: {
+            registry.markShuttingDown()
+            logger.info("shutting down: readiness fails, consumer cancelled, draining in-flight messages",
+                        metadata: ["warren.drain_timeout": "\(drainTimeout)"])
+            service.stop()
+            Task {
+                try await Task.sleep(for: drainTimeout)
+                logger.warning("drain timeout reached; closing the connection (unacknowledged messages return to the queue)")
+                await service.current.connection?.close()
+            }
+        }
+    }
+}
+
+/// Work that must succeed before the worker reports started.
+final class StartupTasks: Sendable {
+    private let tasks = Mutex<[(name: String, body: @Sendable () async throws -> Void)]>([])
+    let policy: ReconnectPolicy
+    let logger: Logger
+
+    init(policy: ReconnectPolicy, logger: Logger) {
+        self.policy = policy
+        self.logger = logger
+    }
+
+    func add(_ name: String, _ body: @escaping @Sendable () async throws -> Void) {
+        tasks.withLock { $0.append((name, body)) }
+    }
+
+    /// Runs each task until it succeeds, with backoff between attempts.
+    func runAll() async throws {
+        for task in tasks.withLock({ $0 }) {
+            var attempt = 0
+            while true {
+                do {
+                    try await task.body()
+                    logger.info("start-up task done", metadata: ["warren.startup.task": "\(task.name)"])
+                    break
+                } catch {
+                    try Task.checkCancellation()
+                    logger.warning("start-up task failed; retrying", metadata: [
+                        "warren.startup.task": "\(task.name)", "warren.reason": "\(error)",
+                    ])
+                    try await Task.sleep(for: policy.delay(forAttempt: attempt))
+                    attempt += 1
+                }
+            }
+        }
+    }
+}
+
+/// Marks the worker started once the broker is connected (topology declared) and start-up tasks ran.
+struct StartupService: Service {
+    let subscription: SubscriptionService
+    let tasks: StartupTasks
+    let registry: HealthRegistry
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            await subscription.waitUntilStarted()
+            try await tasks.runAll()
+            registry.markStarted()
+        }
+    }
+}
+
+/// Pauses consumption while a check that gates it fails, resumes when all pass; logs each readiness
+/// transition once.
+struct ConsumptionGating: Sendable {
+    let registry: HealthRegistry
+    let gate: Gate
+    let logger: Logger
+
+    func install() {
+        let registry = registry
+        let gate = gate
+        let logger = logger
+        registry.onTransition { transition in
+            var metadata: Logger.Metadata = [
+                "warren.check": "\(transition.check)", "warren.check.status": "\(transition.to.rawValue)",
+            ]
+            if let output = transition.output { metadata["warren.reason"] = "\(output)" }
+            if transition.to == .fail {
+                logger.warning("check failing", metadata: metadata)
+            } else if transition.from != nil {
+                logger.info("check passing again", metadata: metadata)
+            }
+            guard !registry.isShuttingDown else { return }
+            let failing = registry.results(kind: .readiness)
+                .filter { $0.check.gatesConsumption && $0.result.status == .fail }
+                .map(\.check.name)
+            if failing.isEmpty {
+                if !gate.isOpen { logger.info("resuming consumption") }
+                gate.set(open: true)
+            } else if gate.isOpen {
+                logger.warning("pausing consumption: a dependency the handler needs is down",
+                               metadata: ["warren.checks": "\(failing.joined(separator: ","))"])
+                gate.set(open: false, reason: "\(failing.joined(separator: ", ")) failing")
+            }
+        }
+    }
+}
