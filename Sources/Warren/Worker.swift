@@ -54,10 +54,12 @@ public final class Worker: Sendable {
     let logger: Logger
     private let startupTasks: StartupTasks
 
-    public init(configuration: WorkerConfiguration, subscription: Subscription, logger: Logger) {
+    /// - Parameter registry: where checks live; pass one in when a handler needs to read check results.
+    public init(configuration: WorkerConfiguration, subscription: Subscription,
+                registry: HealthRegistry = HealthRegistry(), logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        self.registry = HealthRegistry()
+        self.registry = registry
         self.watchdog = LivenessWatchdog(stallThreshold: configuration.stallThreshold)
         self.subscription = SubscriptionService(subscription: subscription, configuration: configuration.amqp,
                                                 reconnectPolicy: configuration.reconnectPolicy, logger: logger)

@@ -1,0 +1,88 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `event-worker`: ingests JSON events from RabbitMQ into Postgres, with Redis as a dedupe cache.
+@main
+struct EventWorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "event-worker",
+        abstract: "A RabbitMQ worker that ingests JSON events into Postgres, with honest Kubernetes probes.",
+        subcommands: [Run.self, Healthcheck.self, Publish.self],
+        defaultSubcommand: Run.self
+    )
+
+    /// Parses and runs; a usage error or a bad setting exits with code 2 and one line.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as SettingError {
+            fail("event-worker: \(error)", code: 2)
+        } catch let error as ExitCode {
+            exit(error.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(0) }
+            if code == .validationFailure {
+                fail("event-worker: \(message(for: error).split(separator: "\n").first ?? "invalid usage")", code: 2)
+            }
+            fail("event-worker: \(error)", code: 1)
+        }
+    }
+
+    static func fail(_ line: String, code: Int32) -> Never {
+        let text = line + "\n"
+        _ = text.withCString { write(2, $0, strlen($0)) }
+        exit(code)
+    }
+}
+
+/// Flags for every setting; each has an environment variable, and a flag wins over it.
+struct SettingOptions: ParsableArguments {
+    @Option(name: .customLong("amqp-url"), help: "AMQP_URL") var amqpURL: String?
+    @Option(name: .customLong("redis-url"), help: "REDIS_URL") var redisURL: String?
+    @Option(name: .customLong("database-url"), help: "DATABASE_URL") var databaseURL: String?
+    @Option(help: "QUEUE") var queue: String?
+    @Option(name: .customLong("queue-type"), help: "QUEUE_TYPE: classic or quorum") var queueType: String?
+    @Option(help: "PREFETCH") var prefetch: String?
+    @Option(help: "CONCURRENCY") var concurrency: String?
+    @Option(help: "HANDLER: ingest or noop") var handler: String?
+    @Option(name: .customLong("health-host"), help: "HEALTH_HOST") var healthHost: String?
+    @Option(name: .customLong("health-port"), help: "HEALTH_PORT") var healthPort: String?
+    @Option(name: .customLong("log-level"), help: "LOG_LEVEL") var logLevel: String?
+    @Option(name: .customLong("log-format"), help: "LOG_FORMAT: json or text") var logFormat: String?
+    @Option(name: .customLong("drain-timeout"), help: "DRAIN_TIMEOUT in seconds (1-29)") var drainTimeout: String?
+
+    var flags: [String: String] {
+        let pairs: [(String, String?)] = [
+            ("AMQP_URL", amqpURL), ("REDIS_URL", redisURL), ("DATABASE_URL", databaseURL), ("QUEUE", queue),
+            ("QUEUE_TYPE", queueType), ("PREFETCH", prefetch), ("CONCURRENCY", concurrency), ("HANDLER", handler),
+            ("HEALTH_HOST", healthHost), ("HEALTH_PORT", healthPort), ("LOG_LEVEL", logLevel),
+            ("LOG_FORMAT", logFormat), ("DRAIN_TIMEOUT", drainTimeout),
+        ]
+        return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
+    }
+
+    func resolve() throws(SettingError) -> Settings {
+        try Settings.resolve(flags: flags, environment: currentEnvironment())
+    }
+}
+
+func currentEnvironment() -> [String: String] {
+    var result: [String: String] = [:]
+    var pointer = environ
+    while let entry = pointer.pointee {
+        let text = String(cString: entry)
+        if let equals = text.firstIndex(of: "=") {
+            result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+        }
+        pointer += 1
+    }
+    return result
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Logging
+import Warren
+import WarrenHealth
+import WarrenPostgres
+import WarrenRedis
+
+/// `event-worker run`: consume until SIGTERM.
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Consume QUEUE until SIGTERM/SIGINT (the default).")
+
+    @OptionGroup var options: SettingOptions
+
+    func run() async throws {
+        let settings = try options.resolve()
+        LoggingSystem.bootstrap { label in
+            LineLogHandler(label: label, format: settings.logFormat, level: settings.logLevel)
+        }
+        let logger = Logger(label: "event-worker")
+        logger.info("starting event-worker", metadata: settings.summary)
+
+        let registry = HealthRegistry()
+        let redis = RedisClient(configuration: settings.redis)
+        let postgres = PostgresClient(configuration: settings.postgres)
+        let job = IngestJob(redis: redis, postgres: postgres, registry: registry)
+        let handler: @Sendable (AMQPDelivery) async -> MessageOutcome = switch settings.handler {
+        case .ingest: job.handle
+        case .noop: { _ in .ack }
+        }
+        let worker = Worker(
+            configuration: WorkerConfiguration(
+                amqp: settings.amqp, healthHost: settings.healthHost, healthPort: settings.healthPort,
+                drainTimeout: settings.drainTimeout),
+            subscription: Subscription(queue: settings.queue, queueType: settings.queueType,
+                                       prefetch: settings.prefetch, concurrency: settings.concurrency, handler: handler),
+            registry: registry,
+            logger: logger)
+        if settings.handler == .ingest {
+            worker.addCheck(.redis(redis))
+            worker.addCheck(.postgres(postgres, gatesConsumption: true))
+            worker.addStartupTask("create table events") { try await job.migrate() }
+        }
+        try await worker.run()
+        await redis.shutdown()
+        await postgres.shutdown()
+    }
+}

@@ -1,0 +1,132 @@
+import Logging
+import Warren
+import WarrenAMQP
+import WarrenPostgres
+import WarrenRedis
+
+/// A setting that is missing or malformed: the process stops with exit code 2 and this one line.
+struct SettingError: Error, CustomStringConvertible {
+    var setting: String
+    var problem: String
+    var description: String { "invalid setting \(setting): \(problem)" }
+}
+
+/// Which job the worker runs.
+enum HandlerKind: String, CaseIterable, Sendable {
+    /// Ingest events into Postgres, with Redis as a dedupe cache.
+    case ingest
+    /// Acknowledge only: smoke tests and consume-path benchmarks.
+    case noop
+}
+
+/// Everything `event-worker run` needs, resolved from flags and environment (flags win).
+struct Settings: Sendable {
+    var amqp: AMQPConfiguration
+    var redis: RedisConfiguration
+    var postgres: PostgresConfiguration
+    var queue: String
+    var queueType: QueueType
+    var prefetch: UInt16
+    var concurrency: Int
+    var handler: HandlerKind
+    var healthHost: String
+    var healthPort: Int
+    var logLevel: Logger.Level
+    var logFormat: LogFormat
+    var drainTimeout: Duration
+
+    static let defaults: [String: String] = [
+        "AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/postgres",
+        "QUEUE": "events",
+        "QUEUE_TYPE": "classic",
+        "PREFETCH": "100",
+        "CONCURRENCY": "16",
+        "HANDLER": "ingest",
+        "HEALTH_HOST": "0.0.0.0",
+        "HEALTH_PORT": "8080",
+        "LOG_LEVEL": "info",
+        "LOG_FORMAT": "json",
+        "DRAIN_TIMEOUT": "20",
+    ]
+
+    /// Resolves settings: `flags` (by env name) win over `environment`, which wins over the defaults.
+    static func resolve(flags: [String: String], environment: [String: String]) throws(SettingError) -> Settings {
+        func value(_ name: String) -> String {
+            flags[name] ?? environment[name] ?? defaults[name]!
+        }
+        func integer(_ name: String, _ range: ClosedRange<Int>) throws(SettingError) -> Int {
+            let text = value(name)
+            guard let number = Int(text) else {
+                throw SettingError(setting: name, problem: "'\(text.prefix(32))' is not a whole number")
+            }
+            guard range.contains(number) else {
+                throw SettingError(setting: name, problem: "\(number) is outside \(range.lowerBound)...\(range.upperBound)")
+            }
+            return number
+        }
+        func choice<T: RawRepresentable & CaseIterable>(_ name: String, _: T.Type) throws(SettingError) -> T where T.RawValue == String {
+            let text = value(name).lowercased()
+            guard let parsed = T(rawValue: text) else {
+                let options = T.allCases.map(\.rawValue).joined(separator: ", ")
+                throw SettingError(setting: name, problem: "'\(text.prefix(32))' is not one of \(options)")
+            }
+            return parsed
+        }
+
+        let amqp: AMQPConfiguration
+        do { amqp = try AMQPConfiguration(url: value("AMQP_URL"), connectionName: "event-worker") } catch {
+            throw SettingError(setting: "AMQP_URL", problem: error.message)
+        }
+        let redis: RedisConfiguration
+        do { redis = try RedisConfiguration(url: value("REDIS_URL")) } catch {
+            throw SettingError(setting: "REDIS_URL", problem: error.message)
+        }
+        let postgres: PostgresConfiguration
+        do { postgres = try PostgresConfiguration(url: value("DATABASE_URL")) } catch {
+            throw SettingError(setting: "DATABASE_URL", problem: error.message)
+        }
+        let queue = value("QUEUE")
+        guard !queue.isEmpty, queue.utf8.count <= 200, !queue.contains(where: { $0.isWhitespace }) else {
+            throw SettingError(setting: "QUEUE", problem: "must be 1-200 characters without spaces")
+        }
+        let prefetch = try integer("PREFETCH", 1...65535)
+        let concurrency = try integer("CONCURRENCY", 1...65535)
+        guard concurrency <= prefetch else {
+            throw SettingError(setting: "CONCURRENCY", problem: "\(concurrency) exceeds PREFETCH (\(prefetch)); handlers would wait for deliveries that cannot come")
+        }
+        let drain = try integer("DRAIN_TIMEOUT", 1...29)
+        let level = value("LOG_LEVEL").lowercased()
+        guard let logLevel = Logger.Level(rawValue: level) else {
+            throw SettingError(setting: "LOG_LEVEL", problem: "'\(level.prefix(32))' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        let healthHost = value("HEALTH_HOST")
+        guard !healthHost.isEmpty else { throw SettingError(setting: "HEALTH_HOST", problem: "must not be empty") }
+        return Settings(
+            amqp: amqp, redis: redis, postgres: postgres, queue: queue,
+            queueType: try choice("QUEUE_TYPE", QueueType.self),
+            prefetch: UInt16(prefetch), concurrency: concurrency,
+            handler: try choice("HANDLER", HandlerKind.self),
+            healthHost: healthHost, healthPort: try integer("HEALTH_PORT", 0...65535),
+            logLevel: logLevel, logFormat: try choice("LOG_FORMAT", LogFormat.self),
+            drainTimeout: .seconds(drain)
+        )
+    }
+
+    /// The effective configuration for the start-up log line, secrets redacted.
+    var summary: Logger.Metadata {
+        [
+            "warren.amqp.url": "\(amqp.redactedURL)",
+            "warren.redis.url": "\(redis.redactedURL)",
+            "warren.postgres.url": "\(postgres.redactedURL)",
+            "warren.queue": "\(queue)",
+            "warren.queue_type": "\(queueType.rawValue)",
+            "warren.prefetch": "\(prefetch)",
+            "warren.concurrency": "\(concurrency)",
+            "warren.handler": "\(handler.rawValue)",
+            "warren.health": "\(healthHost):\(healthPort)",
+            "warren.drain_timeout": "\(drainTimeout)",
+        ]
+    }
+}
