@@ -8,11 +8,14 @@ let package = Package(
         .library(name: "WarrenAMQP", targets: ["WarrenAMQP"]),
         .library(name: "WarrenHealth", targets: ["WarrenHealth"]),
         .library(name: "WarrenHTTP", targets: ["WarrenHTTP"]),
+        .library(name: "Warren", targets: ["Warren"]),
+        .executable(name: "event-worker", targets: ["EventWorker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         .systemLibrary(
@@ -20,9 +23,10 @@ let package = Package(
             pkgConfig: "librabbitmq",
             providers: [.apt(["librabbitmq-dev"])]
         ),
+        // No pkgConfig: hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM refuses with a warning;
+        // the shim includes <hiredis/hiredis.h> from the standard include path instead.
         .systemLibrary(
             name: "CHiredis",
-            pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
         .systemLibrary(
@@ -64,6 +68,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(name: "WarrenRedis", dependencies: ["CHiredis", .product(name: "NIOPosix", package: "swift-nio")]),
+        .target(name: "WarrenPostgres", dependencies: ["CLibPQ", .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "WarrenRedisTests", dependencies: ["WarrenRedis", "WarrenTestSupport"]),
+        .testTarget(name: "WarrenPostgresTests", dependencies: ["WarrenPostgres", "WarrenTestSupport"]),
         .target(name: "WarrenHealth"),
         .target(
             name: "Warren",
@@ -71,6 +79,8 @@ let package = Package(
                 "WarrenAMQP",
                 "WarrenHealth",
                 "WarrenHTTP",
+                "WarrenRedis",
+                "WarrenPostgres",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -80,6 +90,13 @@ let package = Package(
         .testTarget(
             name: "WarrenHealthTests",
             dependencies: ["WarrenHealth"]
+        ),
+        .executableTarget(
+            name: "EventWorker",
+            dependencies: [
+                "Warren",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .target(
             name: "WarrenTestSupport",

@@ -1,6 +1,6 @@
 #ifndef WARREN_CHIREDIS_SHIM_H
 #define WARREN_CHIREDIS_SHIM_H
 
-#include <hiredis.h>
+#include <hiredis/hiredis.h>
 
 #endif

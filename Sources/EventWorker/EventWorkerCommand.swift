@@ -25,10 +25,10 @@ struct EventWorkerCommand: AsyncParsableCommand {
         } catch let error as SettingError {
             fail("event-worker: \(error)", code: 2)
         } catch let error as ExitCode {
-            exit(error.rawValue)
+            Glibc.exit(error.rawValue)
         } catch {
             let code = exitCode(for: error)
-            if code == .success { exit(0) }
+            if code == .success { Glibc.exit(0) }
             if code == .validationFailure {
                 fail("event-worker: \(message(for: error).split(separator: "\n").first ?? "invalid usage")", code: 2)
             }
@@ -39,7 +39,7 @@ struct EventWorkerCommand: AsyncParsableCommand {
     static func fail(_ line: String, code: Int32) -> Never {
         let text = line + "\n"
         _ = text.withCString { write(2, $0, strlen($0)) }
-        exit(code)
+        Glibc.exit(code)
     }
 }
 

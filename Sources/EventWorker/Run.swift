@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import Warren
+import WarrenAMQP
 import WarrenHealth
 import WarrenPostgres
 import WarrenRedis

@@ -55,8 +55,8 @@ public enum Servers {
         let directory = FileManager.default.temporaryDirectory
         let outURL = directory.appendingPathComponent("warren-run-\(UUID().uuidString).out")
         let errURL = directory.appendingPathComponent("warren-run-\(UUID().uuidString).err")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         defer {
             try? FileManager.default.removeItem(at: outURL)
             try? FileManager.default.removeItem(at: errURL)
@@ -68,7 +68,7 @@ public enum Servers {
         process.standardInput = FileHandle.nullDevice
         let status: Int32 = try await withCheckedThrowingContinuation { continuation in
             process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
+            do { try withDefaultSignalMask { try process.run() } } catch { continuation.resume(throwing: error) }
         }
         try? out.close()
         try? err.close()
