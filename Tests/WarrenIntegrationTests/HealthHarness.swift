@@ -48,7 +48,8 @@ final class HealthHarness: Sendable {
     let port: Int
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
-    init(stallThreshold: Duration = .seconds(2), extraChecks: [HealthCheck] = [], amqpURL: String = Servers.amqpURL) async throws {
+    init(stallThreshold: Duration = .seconds(2), extraChecks: [HealthCheck] = [], amqpURL: String = Servers.amqpURL,
+         waitForStart: Bool = true) async throws {
         let logs = self.logs
         let logger = Logger(label: "warren.test") { logs.handler(label: $0) }
         watchdog = LivenessWatchdog(stallThreshold: stallThreshold, tickInterval: .milliseconds(50))
@@ -77,8 +78,10 @@ final class HealthHarness: Sendable {
                 Task { await watchdog.run() },
             ]
         }
-        await service.waitUntilStarted()
-        registry.markStarted()
+        if waitForStart {
+            await service.waitUntilStarted()
+            registry.markStarted()
+        }
     }
 
     func stop() async {
