@@ -1,0 +1,94 @@
+import Foundation
+
+/// The built `event-worker` executable, run as a child process against the test servers.
+public final class WorkerProcess: @unchecked Sendable {
+    /// `event-worker` next to the test bundle (swift test builds every product into one folder).
+    public static var executable: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("event-worker").path
+    }
+
+    public let healthPort: Int
+    public let logURL: URL
+    private let process = Process()
+    private let exited = DispatchSemaphore(value: 0)
+
+    /// Starts `event-worker ARGS` with the servers' URLs plus `environment`; output goes to a log file.
+    public init(_ arguments: [String] = ["run"], environment extra: [String: String] = [:], healthPort: Int? = nil) throws {
+        self.healthPort = healthPort ?? Int.random(in: 20_000...29_999)
+        logURL = FileManager.default.temporaryDirectory.appendingPathComponent("event-worker-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        var environment = ProcessInfo.processInfo.environment
+        environment["AMQP_URL"] = Servers.amqpURL
+        environment["REDIS_URL"] = Servers.redisURL
+        environment["DATABASE_URL"] = Servers.databaseURL
+        environment["HEALTH_HOST"] = "127.0.0.1"
+        environment["HEALTH_PORT"] = String(self.healthPort)
+        environment["LOG_FORMAT"] = "json"
+        for (key, value) in extra { environment[key] = value }
+        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.arguments = arguments
+        process.environment = environment
+        let log = try FileHandle(forWritingTo: logURL)
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        let exited = self.exited
+        process.terminationHandler = { _ in exited.signal() }
+        try withDefaultSignalMask { try process.run() }
+    }
+
+    public var pid: pid_t { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+
+    /// Everything the worker printed so far.
+    public var output: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+
+    public func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// Waits for the process to exit; returns its status, or nil after `timeout` seconds.
+    public func waitForExit(timeout: Double) async -> Int32? {
+        let exited = self.exited
+        let done: Bool = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(returning: exited.wait(timeout: .now() + timeout) == .success)
+            }
+        }
+        if done { exited.signal() }
+        return done ? process.terminationStatus : nil
+    }
+
+    /// Kills the process if it is still running.
+    public func terminate() async {
+        if process.isRunning {
+            signal(SIGKILL)
+            _ = await waitForExit(timeout: 5)
+        }
+    }
+
+    /// GET on the worker's side port; nil when nothing answers.
+    public func probe(_ path: String) async -> RawResponse? {
+        let port = healthPort
+        return try? await onThread { try RawConnection.exchange(port: port, get(path), timeout: 2) }
+    }
+
+    /// Polls `path` until it answers `status`; returns the seconds it took, or nil after `timeout`.
+    public func waitForStatus(_ path: String, _ status: Int, timeout: Double) async -> Double? {
+        let start = monotonicSeconds()
+        while monotonicSeconds() - start < timeout {
+            if await probe(path)?.status == status { return monotonicSeconds() - start }
+            try? await Task.sleep(for: .milliseconds(25))
+        }
+        return nil
+    }
+
+    /// Runs `event-worker ARGS` to completion; returns exit status and output.
+    public static func runToEnd(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 30) async throws -> (status: Int32, output: String) {
+        let worker = try WorkerProcess(arguments, environment: environment)
+        guard let status = await worker.waitForExit(timeout: timeout) else {
+            await worker.terminate()
+            throw Servers.Failure("event-worker \(arguments) did not finish in \(timeout) s")
+        }
+        return (status, worker.output)
+    }
+}
