@@ -154,7 +154,7 @@ public final class AMQPConnection: Sendable {
     /// Starts consuming a queue with manual acknowledgements (`basic.consume`).
     public func consume(queue: String, consumerTag: String = "", exclusive: Bool = false,
                         arguments: AMQPTable = [:]) async throws -> AMQPConsumer {
-        let (stream, continuation) = AsyncThrowingStream<AMQPDelivery, any Error>.makeStream()
+        let (stream, continuation) = AsyncThrowingStream<[AMQPDelivery], any Error>.makeStream()
         let tag: String = try await perform("consume queue '\(queue)'") { owner, conn, arena in
             let ok = amqp_basic_consume(conn, owner.channel, arena.bytes(queue), arena.bytes(consumerTag),
                                         0, 0, exclusive ? 1 : 0, arena.table(arguments))

@@ -155,16 +155,20 @@ final class ConnectionCore: Sendable {
 
     /// Takes everything queued so far; the next enqueue writes the wake-up pipe again.
     func drainInbox() -> (settlements: [(tag: UInt64, settlement: AMQPSettlement)], tasks: [OwnerTask], close: Bool) {
-        var buffer: (UInt64, UInt64) = (0, 0)
-        while read(wakeFD, &buffer, 16) > 0 {}
-        return inbox.withLock { inbox in
+        let (drained, wasWoken) = inbox.withLock { inbox in
+            let woken = inbox.wakePending
             inbox.wakePending = false
             defer {
-                inbox.settlements.removeAll(keepingCapacity: true)
-                inbox.tasks.removeAll()
+                inbox.settlements = []
+                inbox.tasks = []
             }
-            return (inbox.settlements, inbox.tasks, inbox.closeRequested)
+            return ((inbox.settlements, inbox.tasks, inbox.closeRequested), woken)
         }
+        if wasWoken {
+            var buffer: (UInt64, UInt64) = (0, 0)
+            while read(wakeFD, &buffer, 16) > 0 {}
+        }
+        return drained
     }
 
     /// Stops taking work; returns tasks that never ran so the owner can fail them.

@@ -17,7 +17,8 @@ final class ConnectionOwner {
     private var logger: Logger { core.logger }
 
     private var coalescer = AckCoalescer()
-    private var consumers: [String: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation] = [:]
+    private var consumers: [String: ConsumerSink] = [:]
+    private var lastConsumerTag: String?
     private var confirms: [UInt64: CheckedContinuation<Void, any Error>] = [:]
     private var nextPublishSequence: UInt64 = 1
     private var heartbeatNanos: UInt64 = 0
@@ -197,7 +198,8 @@ final class ConnectionOwner {
         let error = reason.map { AMQPError($0.code, "connection closed: \($0.message)", replyCode: $0.replyCode) }
             ?? AMQPError(.connectionClosed, "connection closed")
         for (_, consumer) in consumers {
-            if let reason { consumer.finish(throwing: AMQPError(reason.code, "consumer stopped: \(reason.message)", replyCode: reason.replyCode)) } else { consumer.finish() }
+            // Deliveries not handed over yet are dropped: the broker requeues them with the connection.
+            if let reason { consumer.continuation.finish(throwing: AMQPError(reason.code, "consumer stopped: \(reason.message)", replyCode: reason.replyCode)) } else { consumer.continuation.finish() }
         }
         consumers.removeAll()
         for (_, confirm) in confirms { confirm.resume(throwing: error) }
@@ -233,7 +235,10 @@ final class ConnectionOwner {
         guard let conn else { return 0 }
         var zero = timeval(tv_sec: 0, tv_usec: 0)
         var handled = 0
-        defer { amqp_maybe_release_buffers(conn) }
+        defer {
+            handOverDeliveries()
+            amqp_maybe_release_buffers(conn)
+        }
         while handled < limit {
             var frame = amqp_frame_t()
             let rc = amqp_simple_wait_frame_noblock(conn, &frame, &zero)
@@ -264,7 +269,7 @@ final class ConnectionOwner {
             let cancel = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             let tag = CTable.string(cancel.consumer_tag)
             logger.warning("the broker cancelled a consumer", metadata: ["warren.amqp.consumer_tag": "\(tag)"])
-            consumers.removeValue(forKey: tag)?.finish(throwing: AMQPError(
+            consumers.removeValue(forKey: tag)?.continuation.finish(throwing: AMQPError(
                 .consumerCancelledByBroker, "the broker cancelled consumer '\(tag)' (queue deleted, or its leader moved)"))
         case Method.channelClose, Method.connectionClose:
             throw closeError(method)
@@ -283,7 +288,7 @@ final class ConnectionOwner {
         let reply = amqp_read_message(conn, channel, &message, 0)
         try check(reply, doing: "read a message body")
         defer { amqp_destroy_message(&message) }
-        let tag = CTable.string(deliver.consumer_tag)
+        let tag = consumerTag(deliver.consumer_tag)
         coalescer.delivered(deliver.delivery_tag)
         let delivery = AMQPDelivery(
             body: CTable.array(message.body),
@@ -295,11 +300,35 @@ final class ConnectionOwner {
             consumerTag: tag,
             core: core
         )
-        if let consumer = consumers[tag], case .enqueued = consumer.yield(delivery) {
+        guard let consumer = consumers[tag] else {
+            // No one to take it (the consumer was cancelled): give it back to the queue.
+            coalescer.settle(deliver.delivery_tag, .nack(requeue: true))
             return
         }
-        // No one to take it (the consumer was cancelled): give it back to the queue.
-        coalescer.settle(deliver.delivery_tag, .nack(requeue: true))
+        consumer.pending.append(delivery)
+    }
+
+    /// The consumer tag as a `String`, reusing the previous one when the bytes match (tags are long
+    /// enough to cost an allocation each).
+    private func consumerTag(_ bytes: amqp_bytes_t) -> String {
+        if let cached = lastConsumerTag, bytes.len > 0, cached.utf8.count == bytes.len,
+           let base = bytes.bytes, cached.utf8.withContiguousStorageIfAvailable({ memcmp($0.baseAddress!, base, bytes.len) == 0 }) == true {
+            return cached
+        }
+        let tag = CTable.string(bytes)
+        lastConsumerTag = tag
+        return tag
+    }
+
+    /// Yields each consumer's batch of deliveries; a consumer whose sequence is gone gets them requeued.
+    private func handOverDeliveries() {
+        for consumer in consumers.values where !consumer.pending.isEmpty {
+            let batch = consumer.pending
+            consumer.pending.removeAll(keepingCapacity: true)
+            if case .terminated = consumer.continuation.yield(batch) {
+                for delivery in batch { coalescer.settle(delivery.deliveryTag, .nack(requeue: true)) }
+            }
+        }
     }
 
     private func resolveConfirms(upTo tag: UInt64, multiple: Bool, error: AMQPError?) {
@@ -312,14 +341,15 @@ final class ConnectionOwner {
 
     // MARK: Operations (called from tasks, on this thread)
 
-    func register(consumer tag: String, _ continuation: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation) {
-        consumers[tag] = continuation
+    func register(consumer tag: String, _ continuation: AsyncThrowingStream<[AMQPDelivery], any Error>.Continuation) {
+        consumers[tag] = ConsumerSink(continuation: continuation)
     }
 
     /// Ends a consumer's stream after handing it what arrived before `cancel-ok`.
     func unregister(consumer tag: String) throws(AMQPError) {
         try handleQueuedFrames()
-        consumers.removeValue(forKey: tag)?.finish()
+        handOverDeliveries()
+        consumers.removeValue(forKey: tag)?.continuation.finish()
     }
 
     /// Handles the frames librabbitmq queued while it waited for an RPC reply.
@@ -404,6 +434,16 @@ final class ConnectionOwner {
 
     static func statusText(_ status: Int32) -> String {
         String(cString: amqp_error_string2(status))
+    }
+}
+
+/// A consumer's stream and the deliveries read for it in the current loop turn.
+final class ConsumerSink {
+    let continuation: AsyncThrowingStream<[AMQPDelivery], any Error>.Continuation
+    var pending: [AMQPDelivery] = []
+
+    init(continuation: AsyncThrowingStream<[AMQPDelivery], any Error>.Continuation) {
+        self.continuation = continuation
     }
 }
 
