@@ -21,7 +21,9 @@ let queue = arguments[1]
 let url = getenv("AMQP_URL").map { String(cString: $0) } ?? "amqp://guest:guest@127.0.0.1:5672/%2F"
 let prefetch = getenv("PREFETCH").flatMap { UInt16(String(cString: $0)) } ?? 1000
 
-do {
+/// Drains `count` deliveries. A nonisolated function: top-level code runs on the main actor, and
+/// iterating from there would hop executors twice per message.
+func drain(url: String, queue: String, count: Int, prefetch: UInt16) async throws -> (received: Int, seconds: Double) {
     let connection = try await AMQPConnection.connect(configuration: AMQPConfiguration(url: url, connectionName: "warren-bench"))
     try await connection.setPrefetch(prefetch)
     let deliveries = try await connection.consume(queue: queue)
@@ -34,7 +36,11 @@ do {
         if received == count { break }
     }
     await connection.close()  // flushes the last acks
-    let seconds = Double(monotonicNanoseconds() - first) / 1e9
+    return (received, Double(monotonicNanoseconds() - first) / 1e9)
+}
+
+do {
+    let (received, seconds) = try await drain(url: url, queue: queue, count: count, prefetch: prefetch)
     print("consumed \(received) in \((seconds * 1000).rounded() / 1000) s: \(Int(Double(received) / seconds)) msg/s")
 } catch {
     fail("warren-consume-bench: \(error)", code: 1)
