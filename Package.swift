@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        // Tests only (DeployTests reads the deploy manifests).
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
     targets: [
         .systemLibrary(
@@ -109,6 +111,13 @@ let package = Package(
         .testTarget(
             name: "WarrenIntegrationTests",
             dependencies: ["Warren", "WarrenAMQP", "WarrenHealth", "WarrenHTTP", "WarrenTestSupport"]
+        ),
+        .testTarget(
+            name: "DeployTests",
+            dependencies: [
+                "Warren", "WarrenHealth", "WarrenHTTP", "WarrenTestSupport",
+                .product(name: "Yams", package: "Yams"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]
