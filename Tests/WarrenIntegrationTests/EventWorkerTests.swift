@@ -155,6 +155,24 @@ extension Integration {
             await f.cleanUp()
         }
 
+        @Test func sigtermWhilePausedExitsPromptly() async throws {
+            let f = try await IngestFixture.make()
+            let worker = try WorkerProcess(environment: f.environment)
+            #expect(await worker.waitForStatus("/internal/ready", 200, timeout: 10) != nil)
+            try await Servers.stop(.postgres)
+            let paused = await worker.waitForStatus("/internal/ready", 503, timeout: 2)
+            let clock = ContinuousClock()
+            let signalled = clock.now
+            worker.signal(SIGTERM)
+            let status = await worker.waitForExit(timeout: 25)
+            let took = clock.now - signalled
+            try await Servers.start(.postgres)
+            #expect(paused != nil)
+            #expect(status == 0)
+            #expect(took < .seconds(5), "a paused worker has nothing in flight: \(took)")
+            await f.cleanUp()
+        }
+
         @Test func brokerRestartMidStream() async throws {
             let f = try await IngestFixture.make()
             try await f.publishEvents(10_000)
