@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         // Tests only (DeployTests reads the deploy manifests).
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
@@ -87,6 +89,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                // Only the swift-metrics API: the executable picks the backend.
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         .testTarget(
@@ -98,6 +102,8 @@ let package = Package(
             dependencies: [
                 "Warren",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .target(
@@ -110,7 +116,11 @@ let package = Package(
         ),
         .testTarget(
             name: "WarrenIntegrationTests",
-            dependencies: ["Warren", "WarrenAMQP", "WarrenHealth", "WarrenHTTP", "WarrenTestSupport"]
+            dependencies: [
+                "Warren", "WarrenAMQP", "WarrenHealth", "WarrenHTTP", "WarrenTestSupport",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
         .testTarget(
             name: "DeployTests",

@@ -47,7 +47,7 @@ struct IngestJob: Sendable {
                 "INSERT INTO events (id, type, payload) VALUES ($1::uuid, $2, $3::jsonb) ON CONFLICT (id) DO NOTHING",
                 [event.id, event.type, event.payloadJSON])
         } catch let error as PostgresError where error.code == .queryFailed {
-            return .retry(reason: "insert failed: \(error)")
+            return .retry(reason: "insert of event \(event.id) failed: \(error)")  // the id, for the dead-letter line
         } catch {
             return .requeue(reason: "postgres unavailable: \(error)")
         }

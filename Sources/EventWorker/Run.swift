@@ -1,5 +1,7 @@
 import ArgumentParser
+import CoreMetrics
 import Logging
+import Prometheus
 import Warren
 import WarrenAMQP
 import WarrenHealth
@@ -18,7 +20,12 @@ struct Run: AsyncParsableCommand {
             LineLogHandler(label: label, format: settings.logFormat, level: settings.logLevel)
         }
         let logger = Logger(label: "event-worker")
-        logger.info("starting event-worker", metadata: settings.summary)
+        logger.info("starting event-worker", metadata: settings.summary.merging(["warren.version": "\(WarrenBuild.version)"]) { a, _ in a })
+        // Before any metric object exists: Warren makes them once, when the Worker is created.
+        let prometheus = PrometheusCollectorRegistry()
+        var metricsFactory = PrometheusMetricsFactory(registry: prometheus)
+        metricsFactory.durationHistogramBuckets = [WarrenMetrics.handlerDuration: WarrenMetrics.handlerDurationBuckets]
+        MetricsSystem.bootstrap(metricsFactory)
 
         let registry = HealthRegistry()
         let redis = RedisClient(configuration: settings.redis)
@@ -41,7 +48,9 @@ struct Run: AsyncParsableCommand {
             worker.addCheck(.postgres(postgres, gatesConsumption: true))
             worker.addStartupTask("create table events") { try await job.migrate() }
         }
-        try await worker.run()
+        var router = worker.makeRouter()
+        worker.addMetricsRoute(to: &router) { prometheus.emitToBuffer() }
+        try await worker.run(router: router)
         await redis.shutdown()
         await postgres.shutdown()
     }

@@ -118,6 +118,7 @@ struct Settings: Sendable {
     var summary: Logger.Metadata {
         [
             "warren.amqp.url": "\(amqp.redactedURL)",
+            "warren.amqp.heartbeat": "\(amqp.heartbeat)",
             "warren.redis.url": "\(redis.redactedURL)",
             "warren.postgres.url": "\(postgres.redactedURL)",
             "warren.queue": "\(queue)",
@@ -127,6 +128,8 @@ struct Settings: Sendable {
             "warren.handler": "\(handler.rawValue)",
             "warren.health": "\(healthHost):\(healthPort)",
             "warren.drain_timeout": "\(drainTimeout)",
+            "warren.log_level": "\(logLevel.rawValue)",
+            "warren.log_format": "\(logFormat.rawValue)",
         ]
     }
 }

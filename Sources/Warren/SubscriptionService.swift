@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import Synchronization
 import WarrenAMQP
@@ -35,12 +36,17 @@ public final class SubscriptionService: Sendable {
     private let state = Mutex(State())
     private let connected = Gate(open: false)
     private let logger: Logger
+    private let metrics: SubscriptionMetrics
 
+    /// - Parameter metricsFactory: where the queue's metrics go (see ``WarrenMetrics``); by default the
+    ///   bootstrapped `MetricsSystem`.
     public init(subscription: Subscription, configuration: AMQPConfiguration,
-                reconnectPolicy: ReconnectPolicy = ReconnectPolicy(), logger: Logger) {
+                reconnectPolicy: ReconnectPolicy = ReconnectPolicy(), logger: Logger,
+                metricsFactory: any MetricsFactory = MetricsSystem.factory) {
         self.subscription = subscription
         self.configuration = configuration
         self.reconnectPolicy = reconnectPolicy
+        self.metrics = SubscriptionMetrics(queue: subscription.topology.queue, factory: metricsFactory)
         var logger = logger
         logger[metadataKey: "warren.queue"] = "\(subscription.topology.queue)"
         self.logger = logger
@@ -82,19 +88,21 @@ public final class SubscriptionService: Sendable {
                 }
             } catch {
                 let reason = "\(error)"
-                setPhase(.disconnected(reason: reason))
-                state.withLock { $0.connection = nil; $0.consumerTag = nil }
+                setPhase(.disconnected(reason: reason)) { $0.connection = nil; $0.consumerTag = nil }
                 if isStopping { break }
                 let delay = reconnectPolicy.delay(forAttempt: attempt)
-                logger.warning("broker connection lost; reconnecting", metadata: [
-                    "warren.reason": "\(reason)", "warren.reconnect.attempt": "\(attempt + 1)",
-                    "warren.reconnect.delay": "\(delay)",
-                ])
+                // One line per attempt: the first after a loss says so, the others say why the last failed.
+                logger.warning(attempt == 0 && hasStarted ? "broker connection lost; reconnecting" : "could not connect to the broker; retrying",
+                               metadata: [
+                                   "warren.reason": "\(reason)", "warren.reconnect.attempt": "\(attempt + 1)",
+                                   "warren.reconnect.delay": "\(delay)",
+                               ])
+                metrics.reconnects.increment()
                 attempt += 1
                 try? await Task.sleep(for: delay)
             }
         }
-        state.withLock { $0.connection = nil; $0.consumerTag = nil; $0.phase = .stopped }
+        setPhase(.stopped) { $0.connection = nil; $0.consumerTag = nil }
     }
 
     /// Stops consuming: no new deliveries; `run()` returns once in-flight handlers are done.
@@ -105,8 +113,14 @@ public final class SubscriptionService: Sendable {
 
     private var isStopping: Bool { state.withLock { $0.stopping } }
 
-    private func setPhase(_ phase: Phase) {
-        state.withLock { $0.phase = phase }
+    /// Sets the phase (and whatever `update` changes with it) and the consumer-state gauges, under
+    /// one lock so that the gauges follow the phases in order.
+    private func setPhase(_ phase: Phase, _ update: (inout State) -> Void = { _ in }) {
+        state.withLock { state in
+            update(&state)
+            if state.phase.consumerState != phase.consumerState { metrics.setState(phase.consumerState) }
+            state.phase = phase
+        }
     }
 
     private func connect() async throws -> AMQPConnection {
@@ -133,7 +147,7 @@ public final class SubscriptionService: Sendable {
                 continue
             }
             let consumer = try await connection.consume(queue: subscription.topology.queue)
-            state.withLock { $0.consumerTag = consumer.tag; $0.phase = .consuming }
+            setPhase(.consuming) { $0.consumerTag = consumer.tag }
             logger.info("consuming", metadata: ["warren.consumer_tag": "\(consumer.tag)"])
             defer { state.withLock { $0.consumerTag = nil } }
             let pauser = Task {
@@ -164,8 +178,10 @@ public final class SubscriptionService: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
             for try await delivery in consumer {
+                metrics.received.increment()
                 if !gate.isOpen {
                     delivery.nack(requeue: true)  // arrived after we decided to pause: back to the queue
+                    metrics.requeued.increment()
                     continue
                 }
                 if running >= limit {
@@ -180,30 +196,41 @@ public final class SubscriptionService: Sendable {
     }
 
     private func process(_ delivery: AMQPDelivery) async {
+        metrics.inFlight.increment()
+        let started = ContinuousClock.now
         let outcome = await subscription.handler(delivery)
+        metrics.handlerDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        metrics.inFlight.decrement()
         switch outcome {
         case .ack:
             delivery.ack()
+            metrics.acked.increment()
         case .deadLetter(let reason):
-            logger.warning("dead-lettered a message", metadata: deadLetterMetadata(delivery, reason))
+            logger.warning("dead-lettered a message", metadata: deliveryMetadata(delivery, reason, deadLetter: true))
             delivery.reject(requeue: false)
+            metrics.deadLettered.increment()
         case .requeue(let reason):
-            logger.debug("requeued a message", metadata: ["warren.reason": "\(reason)"])
+            logger.debug("requeued a message", metadata: deliveryMetadata(delivery, reason))
             delivery.nack(requeue: true)
+            metrics.requeued.increment()
         case .retry(let reason):
             if deliveryAttempt(of: delivery) >= subscription.maxAttempts {
-                logger.warning("dead-lettered a message after repeated failures",
-                               metadata: deadLetterMetadata(delivery, "gave up after \(subscription.maxAttempts) attempts: \(reason)"))
+                logger.warning("dead-lettered a message after repeated failures", metadata: deliveryMetadata(
+                    delivery, "gave up after \(subscription.maxAttempts) attempts: \(reason)", deadLetter: true))
                 delivery.reject(requeue: false)
+                metrics.deadLettered.increment()
             } else {
-                logger.info("handler failed; the message will be redelivered", metadata: ["warren.reason": "\(reason)"])
+                logger.info("handler failed; the message will be redelivered", metadata: deliveryMetadata(delivery, reason))
                 delivery.nack(requeue: true)
+                metrics.retried.increment()
             }
         }
     }
 
-    private func deadLetterMetadata(_ delivery: AMQPDelivery, _ reason: String) -> Logger.Metadata {
-        var metadata: Logger.Metadata = ["warren.reason": "\(reason)", "warren.dead_letter_queue": "\(subscription.topology.deadLetterQueue)"]
+    /// The reason, the message id when the publisher set one, the attempt and, for a dead letter, where it went.
+    private func deliveryMetadata(_ delivery: AMQPDelivery, _ reason: String, deadLetter: Bool = false) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["warren.reason": "\(reason)", "warren.attempt": "\(deliveryAttempt(of: delivery))"]
+        if deadLetter { metadata["warren.dead_letter_queue"] = "\(subscription.topology.deadLetterQueue)" }
         if let id = delivery.properties.messageID { metadata["warren.message_id"] = "\(id)" }
         return metadata
     }

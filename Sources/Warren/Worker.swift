@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import ServiceLifecycle
 import WarrenAMQP
@@ -53,16 +54,23 @@ public final class Worker: Sendable {
     public let subscription: SubscriptionService
     let logger: Logger
     private let startupTasks: StartupTasks
+    let metrics: WorkerMetrics
 
-    /// - Parameter registry: where checks live; pass one in when a handler needs to read check results.
+    /// - Parameters:
+    ///   - registry: where checks live; pass one in when a handler needs to read check results.
+    ///   - metricsFactory: where metrics go (see ``WarrenMetrics``); by default the `MetricsSystem`,
+    ///     which must then be bootstrapped before this init.
     public init(configuration: WorkerConfiguration, subscription: Subscription,
-                registry: HealthRegistry = HealthRegistry(), logger: Logger) {
+                registry: HealthRegistry = HealthRegistry(), logger: Logger,
+                metricsFactory: any MetricsFactory = MetricsSystem.factory) {
         self.configuration = configuration
         self.logger = logger
         self.registry = registry
         self.watchdog = LivenessWatchdog(stallThreshold: configuration.stallThreshold)
+        self.metrics = WorkerMetrics(factory: metricsFactory)
         self.subscription = SubscriptionService(subscription: subscription, configuration: configuration.amqp,
-                                                reconnectPolicy: configuration.reconnectPolicy, logger: logger)
+                                                reconnectPolicy: configuration.reconnectPolicy, logger: logger,
+                                                metricsFactory: metricsFactory)
         self.startupTasks = StartupTasks(policy: configuration.reconnectPolicy, logger: logger)
         registry.register(.rabbitmq(self.subscription))
         let service = self.subscription
@@ -78,11 +86,43 @@ public final class Worker: Sendable {
         startupTasks.add(name, body)
     }
 
-    /// The side-port routes: probes. Add your own (e.g. `/metrics`) before calling ``run()``.
+    /// The side-port routes: probes. Add your own (e.g. ``addMetricsRoute(to:contentType:render:)``)
+    /// before calling ``run(router:)``.
     public func makeRouter() -> HTTPRouter {
         var router = HTTPRouter()
         router.addHealthRoutes(HealthReporter(registry: registry, watchdog: watchdog))
         return router
+    }
+
+    /// Copies the values Warren reads rather than records as they happen — check status and duration
+    /// (staleness applied), event-loop lag — into their gauges. The worker does it once a second while it
+    /// runs, and the `/metrics` route before each scrape.
+    public func sampleMetrics() {
+        metrics.sample(registry: registry, watchdog: watchdog)
+    }
+
+    /// Adds `GET /metrics` to `router`: samples the gauges (``sampleMetrics()``), then answers with
+    /// `render()`, the exposition of the metrics backend the executable bootstrapped, e.g. swift-prometheus:
+    ///
+    /// ```swift
+    /// let prometheus = PrometheusCollectorRegistry()
+    /// MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
+    /// // … create the Worker …
+    /// var router = worker.makeRouter()
+    /// worker.addMetricsRoute(to: &router) { prometheus.emitToBuffer() }
+    /// try await worker.run(router: router)
+    /// ```
+    ///
+    /// The route runs on the side port's NIO event loop, like the probes, so a scrape answers (and
+    /// shows the lag) even while Swift's cooperative pool is stuck; `render` must not block or wait.
+    public func addMetricsRoute(to router: inout HTTPRouter, contentType: String = WarrenMetrics.prometheusContentType,
+                                render: @escaping @Sendable () -> [UInt8]) {
+        router.get(HealthPaths.metrics, .immediate { [self] _ in
+            sampleMetrics()
+            var response = HTTPResponse(status: .ok, bytes: render(), contentType: contentType)
+            response.headers.replaceOrAdd(name: "Cache-Control", value: "no-store")
+            return response
+        })
     }
 
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully: readiness fails at once, the consumer
@@ -97,7 +137,7 @@ public final class Worker: Sendable {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [
                 .init(service: server),
-                .init(service: HealthService(registry: registry, watchdog: watchdog)),
+                .init(service: HealthService(registry: registry, watchdog: watchdog, sampleMetrics: sampleMetrics)),
                 .init(service: StartupService(subscription: subscription, tasks: startupTasks, registry: registry),
                       successTerminationBehavior: .ignore),
                 .init(service: SubscriptionRunner(service: subscription, registry: registry,

@@ -4,16 +4,24 @@ import Synchronization
 import WarrenAMQP
 import WarrenHealth
 
-/// Evaluates the checks and ticks the liveness watchdog until shutdown.
+/// Evaluates the checks, ticks the liveness watchdog and samples the read-not-recorded metrics once a
+/// second, until shutdown.
 struct HealthService: Service {
     let registry: HealthRegistry
     let watchdog: LivenessWatchdog
+    let sampleMetrics: @Sendable () -> Void
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await registry.run() }
                 group.addTask { await watchdog.run() }
+                group.addTask {
+                    while !Task.isCancelled {
+                        sampleMetrics()
+                        try? await Task.sleep(for: .seconds(1))
+                    }
+                }
             }
         }
     }
@@ -92,12 +100,14 @@ struct StartupService: Service {
             await subscription.waitUntilStarted()
             try await tasks.runAll()
             registry.markStarted()
+            tasks.logger.info("started: ready once every readiness check passes")
         }
     }
 }
 
-/// Pauses consumption while a check that gates it fails, resumes when all pass; logs each readiness
-/// transition once.
+/// Pauses consumption while a check that gates it fails, resumes when all pass; logs each check
+/// transition once: its first result (a check counts as failing until then) and every change between
+/// pass and fail, with the reason of a failure.
 struct ConsumptionGating: Sendable {
     let registry: HealthRegistry
     let gate: Gate
@@ -111,23 +121,25 @@ struct ConsumptionGating: Sendable {
             var metadata: Logger.Metadata = [
                 "warren.check": "\(transition.check)", "warren.check.status": "\(transition.to.rawValue)",
             ]
-            if let output = transition.output { metadata["warren.reason"] = "\(output)" }
+            if let output = transition.output, transition.to == .fail { metadata["warren.reason"] = "\(output)" }
             if transition.to == .fail {
                 logger.warning("check failing", metadata: metadata)
-            } else if transition.from != nil {
-                logger.info("check passing again", metadata: metadata)
+            } else {
+                logger.info(transition.from == nil ? "check passing" : "check passing again", metadata: metadata)
             }
             guard !registry.isShuttingDown else { return }
             let failing = registry.results(kind: .readiness)
                 .filter { $0.check.gatesConsumption && $0.result.status == .fail }
-                .map(\.check.name)
+            let names = failing.map(\.check.name)
             if failing.isEmpty {
                 if !gate.isOpen { logger.info("resuming consumption") }
                 gate.set(open: true)
             } else if gate.isOpen {
-                logger.warning("pausing consumption: a dependency the handler needs is down",
-                               metadata: ["warren.checks": "\(failing.joined(separator: ","))"])
-                gate.set(open: false, reason: "\(failing.joined(separator: ", ")) failing")
+                let reasons = failing.map { "\($0.check.name): \($0.result.output ?? "failing")" }
+                logger.warning("pausing consumption: a dependency the handler needs is down or not checked yet", metadata: [
+                    "warren.checks": "\(names.joined(separator: ","))", "warren.reason": "\(reasons.joined(separator: "; "))",
+                ])
+                gate.set(open: false, reason: "\(names.joined(separator: ", ")) failing")
             }
         }
     }

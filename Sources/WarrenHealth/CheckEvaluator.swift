@@ -24,20 +24,23 @@ final class CheckEvaluator: Sendable {
         let outcome = await Self.race(task, timeout: check.timeout)
         let end = Monotonic.now()
         let elapsedMs = Double(end - since) / 1_000_000
+        let duration = Duration.nanoseconds(Int64(end - since))
         switch outcome {
         case .finished(let result):
             inFlight.withLock { current in if current?.since == since { current = nil } }
             switch result {
             case .success:
-                return HealthCheckResult(status: .pass, observedValue: (elapsedMs * 1000).rounded() / 1000, observedUnit: "ms", measuredAt: end)
+                return HealthCheckResult(status: .pass, observedValue: (elapsedMs * 1000).rounded() / 1000, observedUnit: "ms",
+                                         duration: duration, measuredAt: end)
             case .failure(let error):
                 return HealthCheckResult(status: .fail, observedValue: (elapsedMs * 1000).rounded() / 1000, observedUnit: "ms",
-                                         output: "\(error)", measuredAt: end)
+                                         output: "\(error)", duration: duration, measuredAt: end)
             }
         case .timedOut:
             let what = since == start ? "no answer within \(Int(check.timeout.milliseconds)) ms"
                 : "still waiting for an answer after \(Int(elapsedMs)) ms"
-            return HealthCheckResult(status: .fail, observedValue: elapsedMs.rounded(), observedUnit: "ms", output: what, measuredAt: end)
+            return HealthCheckResult(status: .fail, observedValue: elapsedMs.rounded(), observedUnit: "ms", output: what,
+                                     duration: duration, measuredAt: end)
         }
     }
 

@@ -72,18 +72,22 @@ public struct HealthCheckResult: Sendable, Equatable {
     public var observedUnit: String?
     /// Why it failed; `nil` when it passed.
     public var output: String?
+    /// How long the probe ran until this result (a probe still hanging from an earlier evaluation
+    /// counts from its start); `nil` when the result did not come from an evaluation.
+    public var duration: Duration?
     /// Wall-clock time of the evaluation (for `time` in reports).
     public var time: WallClock.Instant
     /// Monotonic nanoseconds of the evaluation (for the result's age).
     public var measuredAt: UInt64
 
     public init(status: HealthStatus, observedValue: Double? = nil, observedUnit: String? = nil,
-                output: String? = nil, time: WallClock.Instant = WallClock.now(),
+                output: String? = nil, duration: Duration? = nil, time: WallClock.Instant = WallClock.now(),
                 measuredAt: UInt64 = Monotonic.now()) {
         self.status = status
         self.observedValue = observedValue
         self.observedUnit = observedUnit
         self.output = output
+        self.duration = duration
         self.time = time
         self.measuredAt = measuredAt
     }

@@ -1,0 +1,196 @@
+import CoreMetrics
+import Synchronization
+import WarrenHealth
+
+/// Warren's metrics: names, types and labels, in one place.
+///
+/// Warren records them through the swift-metrics API only (`Counter`, `Timer`, `Meter`, `Gauge`), so a
+/// worker can bootstrap any backend; `event-worker` bootstraps swift-prometheus and serves `GET /metrics`.
+/// Bootstrap `MetricsSystem` before creating a ``Worker``: metric objects are made once, at init.
+public enum WarrenMetrics {
+    /// The kind of a metric, as Prometheus names it.
+    public enum Kind: String, Sendable {
+        case counter, gauge, histogram
+    }
+
+    /// One metric of ``catalog``.
+    public struct Descriptor: Sendable, Equatable {
+        public var name: String
+        public var kind: Kind
+        public var labels: [String]
+        public var help: String
+    }
+
+    public static let messagesReceived = "warren_messages_received_total"
+    public static let messagesAcked = "warren_messages_acked_total"
+    public static let messagesRequeued = "warren_messages_requeued_total"
+    public static let messagesRetried = "warren_messages_retried_total"
+    public static let messagesDeadLettered = "warren_messages_dead_lettered_total"
+    public static let handlerDuration = "warren_handler_duration_seconds"
+    public static let messagesInFlight = "warren_messages_in_flight"
+    public static let consumerState = "warren_consumer_state"
+    public static let reconnects = "warren_reconnects_total"
+    public static let checkUp = "warren_check_up"
+    public static let checkDuration = "warren_check_duration_seconds"
+    public static let eventLoopLag = "warren_event_loop_lag_seconds"
+    public static let processStartTime = "process_start_time_seconds"
+    public static let buildInfo = "warren_build_info"
+
+    /// Every metric Warren records (the README's "Metrics" table lists the same).
+    public static let catalog: [Descriptor] = [
+        .init(name: messagesReceived, kind: .counter, labels: ["queue"], help: "deliveries received from the broker"),
+        .init(name: messagesAcked, kind: .counter, labels: ["queue"], help: "messages acknowledged"),
+        .init(name: messagesRequeued, kind: .counter, labels: ["queue"],
+              help: "messages put back because a dependency was down or consumption was pausing"),
+        .init(name: messagesRetried, kind: .counter, labels: ["queue"],
+              help: "messages put back for redelivery after a handler failure"),
+        .init(name: messagesDeadLettered, kind: .counter, labels: ["queue"],
+              help: "messages rejected to the dead-letter queue (invalid, or out of attempts)"),
+        .init(name: handlerDuration, kind: .histogram, labels: ["queue"], help: "handler run time, every outcome"),
+        .init(name: messagesInFlight, kind: .gauge, labels: ["queue"], help: "handlers running now"),
+        .init(name: consumerState, kind: .gauge, labels: ["queue", "state"],
+              help: "1 for the consumer's current state (consuming, paused, disconnected), 0 for the others"),
+        .init(name: reconnects, kind: .counter, labels: ["queue"], help: "broker connection attempts after a failure"),
+        .init(name: checkUp, kind: .gauge, labels: ["check"], help: "1 while the check passes, else 0"),
+        .init(name: checkDuration, kind: .gauge, labels: ["check"], help: "duration of the check's last evaluation"),
+        .init(name: eventLoopLag, kind: .gauge, labels: ["component"],
+              help: "how late a watched loop's last tick is (swift-concurrency, amqp-io)"),
+        .init(name: processStartTime, kind: .gauge, labels: [], help: "process start, seconds since the Unix epoch"),
+        .init(name: buildInfo, kind: .gauge, labels: ["version", "swift"], help: "always 1; the labels tell the build"),
+    ]
+
+    /// Buckets for ``handlerDuration``: 1 ms to 10 s. Backends that take buckets per metric (such as
+    /// swift-prometheus's `PrometheusMetricsFactory.durationHistogramBuckets`) should be given these.
+    public static let handlerDurationBuckets: [Duration] = [
+        .milliseconds(1), .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+        .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+
+    /// The Prometheus text exposition content type.
+    public static let prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
+}
+
+/// What the consumer is doing, for `warren_consumer_state`.
+enum ConsumerState: String, CaseIterable, Sendable {
+    case consuming, paused, disconnected
+}
+
+/// The per-queue metric objects of a ``SubscriptionService``, made once so that the hot path only
+/// increments.
+final class SubscriptionMetrics: Sendable {
+    let received: Counter
+    let acked: Counter
+    let requeued: Counter
+    let retried: Counter
+    let deadLettered: Counter
+    let handlerDuration: CoreMetrics.Timer
+    let inFlight: Meter
+    let reconnects: Counter
+    private let states: [(state: ConsumerState, gauge: Gauge)]
+
+    init(queue: String, factory: any MetricsFactory) {
+        let labels = [("queue", queue)]
+        func counter(_ name: String) -> Counter { Counter(label: name, dimensions: labels, factory: factory) }
+        received = counter(WarrenMetrics.messagesReceived)
+        acked = counter(WarrenMetrics.messagesAcked)
+        requeued = counter(WarrenMetrics.messagesRequeued)
+        retried = counter(WarrenMetrics.messagesRetried)
+        deadLettered = counter(WarrenMetrics.messagesDeadLettered)
+        reconnects = counter(WarrenMetrics.reconnects)
+        handlerDuration = CoreMetrics.Timer(label: WarrenMetrics.handlerDuration, dimensions: labels, factory: factory)
+        inFlight = Meter(label: WarrenMetrics.messagesInFlight, dimensions: labels, factory: factory)
+        inFlight.set(0)
+        states = ConsumerState.allCases.map { state in
+            (state, Gauge(label: WarrenMetrics.consumerState, dimensions: labels + [("state", state.rawValue)], factory: factory))
+        }
+        setState(.disconnected)
+    }
+
+    /// Sets the current state's gauge to 1 and the others to 0.
+    func setState(_ current: ConsumerState) {
+        for (state, gauge) in states { gauge.record(state == current ? 1 : 0) }
+    }
+}
+
+extension SubscriptionService.Phase {
+    /// The phase as `warren_consumer_state` reports it: connecting and stopped count as disconnected.
+    var consumerState: ConsumerState {
+        switch self {
+        case .consuming: .consuming
+        case .paused: .paused
+        case .connecting, .disconnected, .stopped: .disconnected
+        }
+    }
+}
+
+/// The worker-wide metrics: check status and duration, event-loop lag, process start and build info.
+///
+/// Check results and watchdog readings are read, not pushed: ``sample(registry:watchdog:)`` copies
+/// them into gauges, on every `/metrics` scrape and once a second. It reads the registry's effective
+/// results, so a check whose evaluation got stuck shows as down, as readiness does.
+final class WorkerMetrics: Sendable {
+    private let factory: any MetricsFactory
+    private let checks = Mutex<[String: (up: Gauge, duration: Gauge)]>([:])
+    private let lags = Mutex<[String: Gauge]>([:])
+    private let startTime: Gauge
+    private let buildInfo: Gauge
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+        startTime = Gauge(label: WarrenMetrics.processStartTime, factory: factory)
+        startTime.record(ProcessInfoReader.startTimeSeconds)
+        buildInfo = Gauge(label: WarrenMetrics.buildInfo,
+                          dimensions: [("version", WarrenBuild.version), ("swift", WarrenBuild.swiftVersion)], factory: factory)
+        buildInfo.record(1)
+    }
+
+    func sample(registry: HealthRegistry, watchdog: LivenessWatchdog) {
+        let now = Monotonic.now()
+        for kind in [HealthCheckKind.readiness, .startup, .liveness] {
+            for (check, result) in registry.results(kind: kind, now: now) {
+                let gauges = checkGauges(check.name)
+                gauges.up.record(result.status == .fail ? 0 : 1)
+                if let duration = result.duration { gauges.duration.record(duration.seconds) }
+            }
+        }
+        for reading in watchdog.readings(now: now) {
+            lagGauge(reading.component).record(reading.lagMilliseconds / 1000)
+        }
+    }
+
+    private func checkGauges(_ name: String) -> (up: Gauge, duration: Gauge) {
+        checks.withLock { checks in
+            if let gauges = checks[name] { return gauges }
+            let labels = [("check", name)]
+            let gauges = (Gauge(label: WarrenMetrics.checkUp, dimensions: labels, factory: factory),
+                          Gauge(label: WarrenMetrics.checkDuration, dimensions: labels, factory: factory))
+            checks[name] = gauges
+            return gauges
+        }
+    }
+
+    private func lagGauge(_ component: String) -> Gauge {
+        lags.withLock { lags in
+            if let gauge = lags[component] { return gauge }
+            let gauge = Gauge(label: WarrenMetrics.eventLoopLag, dimensions: [("component", component)], factory: factory)
+            lags[component] = gauge
+            return gauge
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `Double`.
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+
+    /// The duration in whole nanoseconds (saturating).
+    var nanoseconds: Int64 {
+        let (s, atto) = components
+        let (product, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? (s < 0 ? .min : .max) : product &+ atto / 1_000_000_000
+    }
+}
