@@ -35,6 +35,8 @@ public final class SubscriptionService: Sendable {
     public let gate = Gate()
     private let state = Mutex(State())
     private let connected = Gate(open: false)
+    /// Opens once on ``stop()``: wakes a paused service so it can finish.
+    private let stopped = Gate(open: false)
     private let logger: Logger
     private let metrics: SubscriptionMetrics
 
@@ -108,6 +110,7 @@ public final class SubscriptionService: Sendable {
     /// Stops consuming: no new deliveries; `run()` returns once in-flight handlers are done.
     public func stop() {
         state.withLock { $0.stopping = true }
+        stopped.set(open: true)
         gate.set(open: false, reason: "shutting down")
     }
 
@@ -163,6 +166,7 @@ public final class SubscriptionService: Sendable {
     private func waitForGateOrClose(_ connection: AMQPConnection) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.gate.wait(untilOpen: true) }
+            group.addTask { await self.stopped.wait(untilOpen: true) }
             group.addTask {
                 for await state in connection.stateUpdates() { if case .closed = state { return } }
             }
