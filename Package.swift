@@ -38,10 +38,20 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
+        // POSIX plumbing shared by the C-client modules and WarrenHealth, with no dependencies:
+        // OS threads, the monotonic clock, Duration conversions, connection-URL parsing.
+        .target(name: "WarrenSystem"),
+        // The one-thread, lazily connected client connection of WarrenRedis and WarrenPostgres
+        // (on a NIOThreadPool, hence apart from WarrenSystem: WarrenHealth stays free of NIO).
+        .target(
+            name: "WarrenOwnedConnection",
+            dependencies: ["WarrenSystem", .product(name: "NIOPosix", package: "swift-nio")]
+        ),
         .target(
             name: "WarrenAMQP",
             dependencies: [
                 "CRabbitMQ",
+                "WarrenSystem",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -72,11 +82,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .target(name: "WarrenRedis", dependencies: ["CHiredis", .product(name: "NIOPosix", package: "swift-nio")]),
-        .target(name: "WarrenPostgres", dependencies: ["CLibPQ", .product(name: "NIOPosix", package: "swift-nio")]),
+        .target(name: "WarrenRedis", dependencies: ["CHiredis", "WarrenSystem", "WarrenOwnedConnection"]),
+        .target(name: "WarrenPostgres", dependencies: ["CLibPQ", "WarrenSystem", "WarrenOwnedConnection"]),
         .testTarget(name: "WarrenRedisTests", dependencies: ["WarrenRedis", "WarrenTestSupport"]),
         .testTarget(name: "WarrenPostgresTests", dependencies: ["WarrenPostgres", "WarrenTestSupport"]),
-        .target(name: "WarrenHealth"),
+        .target(name: "WarrenHealth", dependencies: ["WarrenSystem"]),
         .target(
             name: "Warren",
             dependencies: [

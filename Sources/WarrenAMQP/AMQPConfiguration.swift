@@ -1,3 +1,5 @@
+import WarrenSystem
+
 /// How to reach and talk to a RabbitMQ broker.
 ///
 /// Build one from a URL with ``init(url:)`` or field by field. `description` redacts the password,
@@ -60,7 +62,7 @@ public struct AMQPConfiguration: Sendable, Equatable, CustomStringConvertible {
     public var redactedURL: String {
         let userInfo = password.isEmpty ? username : "\(username):***"
         let hostPart = host.contains(":") ? "[\(host)]" : host
-        let vhost = virtualHost == "/" ? "%2F" : AMQPURLParser.percentEncode(virtualHost)
+        let vhost = virtualHost == "/" ? "%2F" : PercentEncoding.encode(virtualHost)
         return "amqp://\(userInfo)@\(hostPart):\(port)/\(vhost)"
     }
 

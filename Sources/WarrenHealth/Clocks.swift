@@ -3,14 +3,14 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import WarrenSystem
 
 /// Monotonic time in nanoseconds (`CLOCK_MONOTONIC`): cheap, thread-safe, comparable across threads.
 public enum Monotonic {
+    /// The current monotonic time in nanoseconds.
     @inline(__always)
     public static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+        MonotonicClock.nanoseconds()
     }
 }
 

@@ -1,5 +1,6 @@
 import CLibPQ
 import Synchronization
+import WarrenSystem
 
 /// Asks the server to cancel the query running on a connection, without waiting for it.
 ///
@@ -25,13 +26,13 @@ enum PostgresCancel {
             return
         }
         let handle = Handle(pointer: cancel)
-        let started = startDetachedThread {
+        let rc = startDetachedThread {
             var buffer = [CChar](repeating: 0, count: 256)
             _ = PQcancel(handle.pointer, &buffer, Int32(buffer.count))
             PQfreeCancel(handle.pointer)
             inFlight.wrappingSubtract(1, ordering: .relaxed)
         }
-        if !started {
+        if rc != 0 {
             PQfreeCancel(cancel)
             inFlight.wrappingSubtract(1, ordering: .relaxed)
         }

@@ -1,4 +1,4 @@
-import NIOPosix
+import WarrenOwnedConnection
 
 /// A small PostgreSQL client over libpq: one long-lived connection, owned by one OS thread.
 ///
@@ -24,22 +24,12 @@ import NIOPosix
 public final class PostgresClient: Sendable {
     /// The configuration this client connects with.
     public let configuration: PostgresConfiguration
-    private let pool: NIOThreadPool
-    private let connection: PostgresConnection
+    private let connection: OwnedConnection<PostgresConnection>
 
     /// Creates a client and starts its owner thread; nothing connects until the first call.
     public init(configuration: PostgresConfiguration) {
         self.configuration = configuration
-        self.connection = PostgresConnection(configuration: configuration)
-        self.pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-    }
-
-    deinit {
-        // Not shut down by its owner: stop the thread anyway; the connection is closed with it.
-        if !connection.isShutDown.exchange(true, ordering: .acquiringAndReleasing) {
-            pool.shutdownGracefully { _ in }
-        }
+        self.connection = OwnedConnection(driver: PostgresConnection(configuration: configuration))
     }
 
     /// Runs `SELECT 1` and checks that it returns 1: the readiness check.
@@ -57,35 +47,19 @@ public final class PostgresClient: Sendable {
     /// and keeps the connection.
     @discardableResult
     public func execute(_ sql: String, _ parameters: [String?] = []) async throws -> PostgresResult {
-        let submittedAt = ContinuousClock.now
-        return try await onOwnerThread { connection in
-            try connection.execute(sql, parameters, submittedAt: submittedAt)
+        try await connection.run("this call") { session throws(PostgresError) in
+            try session.driver.execute(sql, parameters, in: session)
         }
     }
 
     /// Closes the connection and stops the owner thread. Calls still queued fail with
     /// ``PostgresError/Code/clientShutDown``, as does every later call. Idempotent.
     public func shutdown() async {
-        guard !connection.isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let connection = self.connection
-        _ = try? await pool.runIfActive { connection.close() }
-        try? await pool.shutdownGracefully()
+        await connection.shutdown()
     }
 
     /// How many times this client has connected so far (for tests: a healthy connection is reused).
     func connectCount() async throws -> Int {
-        try await onOwnerThread { $0.connectCount }
+        try await connection.connectCount()
     }
-
-    private func onOwnerThread<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        if connection.isShutDown.load(ordering: .acquiring) { throw Self.shutDownError }
-        let connection = self.connection
-        do {
-            return try await pool.runIfActive { try body(connection) }
-        } catch is CancellationError where connection.isShutDown.load(ordering: .acquiring) {
-            throw Self.shutDownError
-        }
-    }
-
-    private static let shutDownError = PostgresError(.clientShutDown, "the PostgreSQL client was shut down; create a new one")
 }

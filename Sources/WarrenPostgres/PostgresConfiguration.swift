@@ -1,3 +1,5 @@
+import WarrenSystem
+
 /// How to reach a PostgreSQL server, and how long to wait for it.
 ///
 /// Build one from a URL with ``init(url:)`` or field by field. `description` redacts the password,
@@ -65,7 +67,7 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
 
     /// The URL with the password replaced by `***`: safe for logs.
     public var redactedURL: String {
-        let encode = PostgresURLParser.percentEncode
+        let encode = PercentEncoding.encode
         let userInfo = password == nil ? encode(user) : "\(encode(user)):***"
         let hostPart = host.contains(":") ? "[\(host)]" : encode(host)
         return "postgresql://\(userInfo)@\(hostPart):\(port)/\(encode(database))"

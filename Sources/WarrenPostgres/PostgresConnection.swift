@@ -1,5 +1,6 @@
 import CLibPQ
-import Synchronization
+import WarrenOwnedConnection
+import WarrenSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -9,74 +10,40 @@ import Musl
 import Darwin
 #endif
 
-/// The single libpq connection of a ``PostgresClient``.
+/// The libpq side of a ``PostgresClient``'s ``OwnedConnection``: connecting, queries, failures.
 ///
-/// Thread-confined: every method but ``isShutDown`` runs on the client's owner thread (its
-/// one-thread `NIOThreadPool`), one job at a time, which is what makes the `@unchecked Sendable`
-/// sound. The `PGconn` is opened lazily with the non-blocking API, reused while healthy, and
-/// finished after any connection-level failure or timeout so that the next call reconnects. Every
-/// wait is a `poll(2)` on `PQsocket` bounded by a deadline.
-final class PostgresConnection: @unchecked Sendable {
-    /// Set by ``PostgresClient/shutdown()``; read from any thread.
-    let isShutDown = Atomic<Bool>(false)
-
+/// Every method runs on the client's owner thread. The `PGconn` is opened with the non-blocking
+/// API, and every wait is a `poll(2)` on `PQsocket` bounded by a deadline.
+struct PostgresConnection: ConnectionDriver {
     let configuration: PostgresConfiguration
-    private var connection: OpaquePointer?
-    /// The last timeout: calls queued before it fail at once instead of waiting out another one.
-    private var lastTimeout: (at: ContinuousClock.Instant, error: PostgresError)?
-    private var confinement = ThreadConfinement()
-    /// Successful connects so far (a test hook: a healthy connection is reused, not redone).
-    private(set) var connectCount = 0
-
-    init(configuration: PostgresConfiguration) {
-        self.configuration = configuration
-    }
-
-    deinit {
-        // Only reached once no job can run any more (the last reference is gone).
-        if let connection { PQfinish(connection) }
-    }
 
     /// Runs one statement, connecting first if needed.
-    ///
-    /// - Parameter submittedAt: when the caller queued the call. A call queued before the last
-    ///   timeout fails at once with that timeout: when the server hangs, a queue of callers then
-    ///   waits about one timeout, not one each.
-    func execute(_ sql: String, _ parameters: [String?], submittedAt: ContinuousClock.Instant) throws(PostgresError) -> PostgresResult {
-        confinement.check()
-        if isShutDown.load(ordering: .acquiring) {
-            throw PostgresError(.clientShutDown, "the PostgreSQL client was shut down; create a new one")
-        }
-        if let lastTimeout, submittedAt < lastTimeout.at {
-            throw PostgresError(lastTimeout.error.code, "\(lastTimeout.error.message) (this call was queued behind it and not sent)")
-        }
+    func execute(_ sql: String, _ parameters: [String?], in session: OwnedConnection<Self>.Session) throws(PostgresError) -> PostgresResult {
         if let index = parameters.firstIndex(where: { $0?.utf8.contains(0) == true }) {
             throw PostgresError(.queryFailed, "parameter $\(index + 1) contains a NUL byte, which PostgreSQL text cannot hold")
         }
-        do throws(PostgresError) {
-            let connection = try connectIfNeeded()
-            return try query(sql, parameters, on: connection)
-        } catch {
-            if error.droppedConnection { close() }
-            if error.code == .timeout { lastTimeout = (ContinuousClock.now, error) }
-            throw error
-        }
+        let connection = try session.connection()
+        return try query(sql, parameters, on: connection, in: session)
     }
 
-    /// Closes the connection, if any (`PQfinish`; it does not block: the socket is non-blocking).
-    /// The next call reconnects.
-    func close() {
-        confinement.check()
-        if let connection {
-            PQfinish(connection)
-            self.connection = nil
-        }
+    // MARK: - ConnectionDriver
+
+    /// Closes a connection (`PQfinish`; it does not block: the socket is non-blocking).
+    func disconnect(_ connection: OpaquePointer) { PQfinish(connection) }
+    func dropsConnection(_ failure: PostgresError) -> Bool { failure.droppedConnection }
+    func isTimeout(_ failure: PostgresError) -> Bool { failure.code == .timeout }
+
+    func failure(_ call: String, queuedBehind timeout: PostgresError) -> PostgresError {
+        PostgresError(timeout.code, "\(timeout.message) (\(call) was queued behind it and not sent)")
+    }
+
+    var shutDownFailure: PostgresError {
+        PostgresError(.clientShutDown, "the PostgreSQL client was shut down; create a new one")
     }
 
     // MARK: - Connect
 
-    private func connectIfNeeded() throws(PostgresError) -> OpaquePointer {
-        if let connection { return connection }
+    func connect() throws(PostgresError) -> OpaquePointer {
         let deadline = ContinuousClock.now + configuration.connectTimeout
         let endpoint = configuration.endpoint
         guard let connection = Self.start(configuration.connectionParameters) else {
@@ -88,8 +55,6 @@ final class PostgresConnection: @unchecked Sendable {
             PQfinish(connection)
             throw error
         }
-        self.connection = connection
-        connectCount += 1
         return connection
     }
 
@@ -144,7 +109,8 @@ final class PostgresConnection: @unchecked Sendable {
 
     /// Sends the statement with `PQsendQueryParams` (text parameters, text results) and collects
     /// its result, every wait bounded by `queryTimeout`.
-    private func query(_ sql: String, _ parameters: [String?], on connection: OpaquePointer) throws(PostgresError) -> PostgresResult {
+    private func query(_ sql: String, _ parameters: [String?], on connection: OpaquePointer,
+                       in session: OwnedConnection<Self>.Session) throws(PostgresError) -> PostgresResult {
         let deadline = ContinuousClock.now + configuration.queryTimeout
         guard Self.send(sql, parameters, on: connection) else {
             if PQstatus(connection) == CONNECTION_OK {  // refused by libpq itself, e.g. too many parameters
@@ -180,7 +146,7 @@ final class PostgresConnection: @unchecked Sendable {
                 if serverError == nil { serverError = Self.serverError(pgResult) }
             case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
                 // The connection is in COPY mode; leaving it cleanly needs the COPY protocol.
-                close()
+                session.close()
                 throw PostgresError(.queryFailed, "COPY is not supported by this client; the connection was closed")
             default:
                 throw lostConnection(connection, "the server sent an answer libpq could not understand")

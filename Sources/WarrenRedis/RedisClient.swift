@@ -1,4 +1,4 @@
-import NIOPosix
+import WarrenOwnedConnection
 
 /// A small Redis client over hiredis: one long-lived connection, owned by one OS thread.
 ///
@@ -20,22 +20,12 @@ import NIOPosix
 public final class RedisClient: Sendable {
     /// The configuration this client connects with.
     public let configuration: RedisConfiguration
-    private let pool: NIOThreadPool
-    private let connection: RedisConnection
+    private let connection: OwnedConnection<RedisConnection>
 
     /// Creates a client and starts its owner thread; nothing connects until the first command.
     public init(configuration: RedisConfiguration) {
         self.configuration = configuration
-        self.connection = RedisConnection(configuration: configuration)
-        self.pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-    }
-
-    deinit {
-        // Not shut down by its owner: stop the thread anyway; the connection is freed with it.
-        if !connection.isShutDown.exchange(true, ordering: .acquiringAndReleasing) {
-            pool.shutdownGracefully { _ in }
-        }
+        self.connection = OwnedConnection(driver: RedisConnection(configuration: configuration))
     }
 
     /// Sends `PING` and expects `PONG`: the readiness check.
@@ -94,37 +84,21 @@ public final class RedisClient: Sendable {
     /// Sends any command given as raw byte strings; see ``command(_:)``.
     public func command(_ arguments: [[UInt8]], name: String) async throws -> RedisValue {
         guard !arguments.isEmpty else { throw RedisError(.commandFailed, "an empty command cannot be sent") }
-        let submittedAt = ContinuousClock.now
-        return try await onOwnerThread { connection in
-            try connection.run(arguments, name: name, submittedAt: submittedAt)
+        return try await connection.run(name) { session throws(RedisError) in
+            try session.driver.run(arguments, name: name, in: session)
         }
     }
 
     /// Frees the connection and stops the owner thread. Commands still queued fail with
     /// ``RedisError/Code/clientShutDown``, as does every later call. Idempotent.
     public func shutdown() async {
-        guard !connection.isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let connection = self.connection
-        _ = try? await pool.runIfActive { connection.close() }
-        try? await pool.shutdownGracefully()
+        await connection.shutdown()
     }
 
     /// How many times this client has connected so far (for tests: a healthy connection is reused).
     func connectCount() async throws -> Int {
-        try await onOwnerThread { $0.connectCount }
+        try await connection.connectCount()
     }
-
-    private func onOwnerThread<T: Sendable>(_ body: @escaping @Sendable (RedisConnection) throws -> T) async throws -> T {
-        if connection.isShutDown.load(ordering: .acquiring) { throw Self.shutDownError }
-        let connection = self.connection
-        do {
-            return try await pool.runIfActive { try body(connection) }
-        } catch is CancellationError where connection.isShutDown.load(ordering: .acquiring) {
-            throw Self.shutDownError
-        }
-    }
-
-    private static let shutDownError = RedisError(.clientShutDown, "the Redis client was shut down; create a new one")
 
     private func unexpected(_ name: String, _ reply: RedisValue) -> RedisError {
         RedisError(.unexpectedReply, "Redis answered \(name) with an unexpected reply (\(Self.kind(of: reply)))")

@@ -1,3 +1,5 @@
+import WarrenSystem
+
 /// How to reach a Redis server, and how long to wait for it.
 ///
 /// Build one from a URL with ``init(url:)`` or field by field. `description` redacts the password,
@@ -52,7 +54,7 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible, 
     public var redactedURL: String {
         var userInfo = ""
         if password != nil {
-            userInfo = "\(RedisURLParser.percentEncode(username ?? "")):***@"
+            userInfo = "\(PercentEncoding.encode(username ?? "")):***@"
         }
         let hostPart = host.contains(":") ? "[\(host)]" : host
         return "redis://\(userInfo)\(hostPart):\(port)/\(database)"

@@ -1,5 +1,6 @@
 import CHiredis
-import Synchronization
+import WarrenOwnedConnection
+import WarrenSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -9,74 +10,39 @@ import Musl
 import Darwin
 #endif
 
-/// The single hiredis connection of a ``RedisClient``.
+/// The hiredis side of a ``RedisClient``'s ``OwnedConnection``: connecting, commands, failures.
 ///
-/// Thread-confined: every method but ``isShutDown`` runs on the client's owner thread (its
-/// one-thread `NIOThreadPool`), one job at a time, which is what makes the `@unchecked Sendable`
-/// sound. The `redisContext` is created lazily, reused while healthy, and freed after any I/O error
-/// or timeout so that the next command reconnects.
-final class RedisConnection: @unchecked Sendable {
-    /// Set by ``RedisClient/shutdown()``; read from any thread.
-    let isShutDown = Atomic<Bool>(false)
+/// Every method runs on the client's owner thread. The `redisContext` connects with
+/// `connectTimeout` and has `commandTimeout` set on its socket, so every wait is bounded.
+struct RedisConnection: ConnectionDriver {
+    let configuration: RedisConfiguration
 
-    private let configuration: RedisConfiguration
-    private var context: UnsafeMutablePointer<redisContext>?
-    /// The last timeout: commands queued before it are failed without waiting out another timeout.
-    private var lastTimeout: (at: ContinuousClock.Instant, error: RedisError)?
-    private var confinement = ThreadConfinement()
-    /// Successful connects so far (a test hook: a healthy connection is reused, not redone).
-    private(set) var connectCount = 0
-
-    init(configuration: RedisConfiguration) {
-        self.configuration = configuration
+    /// Sends one command, connecting first if needed, and returns the reply. An error reply throws
+    /// ``RedisError/Code/commandFailed`` and keeps the connection.
+    func run(_ arguments: [[UInt8]], name: String, in session: OwnedConnection<Self>.Session) throws(RedisError) -> RedisValue {
+        let context = try session.connection()
+        let reply = try send(arguments, name: name, on: context)
+        if case .error(let message) = reply {
+            throw RedisError(.commandFailed, "Redis rejected \(name): \(message)")
+        }
+        return reply
     }
 
-    deinit {
-        // Only reached once no job can run any more (the last reference is gone).
-        if let context { redisFree(context) }
+    // MARK: - ConnectionDriver
+
+    func disconnect(_ context: UnsafeMutablePointer<redisContext>) { redisFree(context) }
+    func dropsConnection(_ failure: RedisError) -> Bool { failure.droppedConnection }
+    func isTimeout(_ failure: RedisError) -> Bool { failure.code == .timeout }
+
+    func failure(_ call: String, queuedBehind timeout: RedisError) -> RedisError {
+        RedisError(timeout.code, "\(timeout.message) (\(call) was queued behind it and not sent)")
     }
 
-    /// Sends one command, connecting first if needed, and returns the reply.
-    ///
-    /// - Parameter submittedAt: when the caller queued the command. A command queued before the
-    ///   last timeout fails at once with that timeout: when Redis hangs, a queue of callers then
-    ///   waits about one timeout, not one each.
-    func run(_ arguments: [[UInt8]], name: String, submittedAt: ContinuousClock.Instant) throws(RedisError) -> RedisValue {
-        confinement.check()
-        if isShutDown.load(ordering: .acquiring) {
-            throw RedisError(.clientShutDown, "the Redis client was shut down; create a new one")
-        }
-        if let lastTimeout, submittedAt < lastTimeout.at {
-            throw RedisError(lastTimeout.error.code,
-                             "\(lastTimeout.error.message) (\(name) was queued behind it and not sent)")
-        }
-        do throws(RedisError) {
-            let context = try connectIfNeeded()
-            let reply = try send(arguments, name: name, on: context)
-            if case .error(let message) = reply {
-                throw RedisError(.commandFailed, "Redis rejected \(name): \(message)")
-            }
-            return reply
-        } catch {
-            if error.droppedConnection { close() }
-            if error.code == .timeout { lastTimeout = (ContinuousClock.now, error) }
-            throw error
-        }
-    }
-
-    /// Frees the connection, if any. The next command reconnects.
-    func close() {
-        confinement.check()
-        if let context {
-            redisFree(context)
-            self.context = nil
-        }
-    }
+    var shutDownFailure: RedisError { RedisError(.clientShutDown, "the Redis client was shut down; create a new one") }
 
     // MARK: - Connect
 
-    private func connectIfNeeded() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
-        if let context { return context }
+    func connect() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
         blockSIGPIPEOnCurrentThread()
         let endpoint = configuration.endpoint
         let started = ContinuousClock.now
@@ -104,8 +70,6 @@ final class RedisConnection: @unchecked Sendable {
             redisFree(context)
             throw error
         }
-        self.context = context
-        connectCount += 1
         return context
     }
 
