@@ -16,7 +16,7 @@ enum AMQPURLParser {
         switch url.scheme {
         case "amqp": break
         case "amqps": throw URLSyntaxError("scheme 'amqps' (TLS) is not supported; use amqp://")
-        default: throw URLSyntaxError("unsupported scheme '\(url.scheme.prefix(16))'; use amqp://")
+        default: throw URLSyntaxError("unsupported scheme; use amqp://")
         }
         if url.containsWhitespace { throw URLSyntaxError("contains whitespace") }
         if url.containsFragment { throw URLSyntaxError("fragments (#) are not allowed") }
