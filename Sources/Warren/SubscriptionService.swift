@@ -181,19 +181,29 @@ public final class SubscriptionService: Sendable {
         let limit = subscription.concurrency
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
-            for try await delivery in consumer {
-                metrics.received.increment()
-                if !gate.isOpen {
-                    delivery.nack(requeue: true)  // arrived after we decided to pause: back to the queue
-                    metrics.requeued.increment()
-                    continue
+            for try await batch in consumer.batches {
+                metrics.received.increment(by: Int64(batch.count))
+                // Spread the batch over at most `limit` tasks: under load a task runs a chunk of
+                // messages one after another instead of costing a task per message.
+                let chunkSize = (batch.count + limit - 1) / limit
+                for start in stride(from: 0, to: batch.count, by: chunkSize) {
+                    let chunk = batch[start..<min(start + chunkSize, batch.count)]
+                    if running >= limit {
+                        try await group.next()
+                        running -= 1
+                    }
+                    running += 1
+                    group.addTask {
+                        for delivery in chunk {
+                            if self.gate.isOpen {
+                                await self.process(delivery)
+                            } else {
+                                delivery.nack(requeue: true)  // arrived after we decided to pause: back to the queue
+                                self.metrics.requeued.increment()
+                            }
+                        }
+                    }
                 }
-                if running >= limit {
-                    try await group.next()
-                    running -= 1
-                }
-                running += 1
-                group.addTask { await self.process(delivery) }
             }
             try await group.waitForAll()
         }

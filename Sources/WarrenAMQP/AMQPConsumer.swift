@@ -18,6 +18,10 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
         try await connection.cancel(consumerTag: tag)
     }
 
+    /// The same deliveries in the batches the I/O thread handed over (never empty), for consumers
+    /// that dispatch work in chunks.
+    public var batches: AsyncThrowingStream<[AMQPDelivery], any Error> { stream }
+
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(base: stream.makeAsyncIterator())
     }
