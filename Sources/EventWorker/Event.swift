@@ -1,6 +1,8 @@
-import Foundation
+import FoundationEssentials
 
 /// An event message: `{"id": "<uuid>", "type": "<non-empty string>", "payload": {…}}`.
+///
+/// Parsed with FoundationEssentials only: full Foundation would map ICU into every worker for nothing.
 struct Event: Sendable, Equatable {
     /// Lower-case canonical UUID.
     var id: String
@@ -14,24 +16,23 @@ struct Event: Sendable, Equatable {
     }
 
     static func parse(_ body: [UInt8]) throws(Invalid) -> Event {
-        let object: Any
+        let value: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: Data(body), options: [])
+            value = try JSONDecoder().decode(JSONValue.self, from: Data(body))
         } catch {
             throw Invalid(description: "body is not JSON")
         }
-        guard let fields = object as? [String: Any] else { throw Invalid(description: "body is not a JSON object") }
-        guard let rawID = fields["id"] as? String else { throw Invalid(description: "field 'id' is missing or not a string") }
+        guard case .object(let fields) = value else { throw Invalid(description: "body is not a JSON object") }
+        guard case .string(let rawID)? = fields["id"] else { throw Invalid(description: "field 'id' is missing or not a string") }
         guard let uuid = UUID(uuidString: rawID) else { throw Invalid(description: "field 'id' is not a UUID") }
-        guard let type = fields["type"] as? String else { throw Invalid(description: "field 'type' is missing or not a string") }
-        guard !type.trimmingCharacters(in: .whitespaces).isEmpty else { throw Invalid(description: "field 'type' is empty") }
-        guard let payload = fields["payload"] as? [String: Any] else {
+        guard case .string(let type)? = fields["type"] else { throw Invalid(description: "field 'type' is missing or not a string") }
+        guard type.contains(where: { !$0.isWhitespace }) else { throw Invalid(description: "field 'type' is empty") }
+        guard case .object? = fields["payload"], let payload = fields["payload"] else {
             throw Invalid(description: "field 'payload' is missing or not an object")
         }
-        let payloadData: Data
-        do {
-            payloadData = try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])
-        } catch {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let payloadData = try? encoder.encode(payload) else {
             throw Invalid(description: "field 'payload' cannot be stored as JSON")
         }
         return Event(id: uuid.uuidString.lowercased(), type: type, payloadJSON: String(decoding: payloadData, as: UTF8.self))
@@ -41,5 +42,40 @@ struct Event: Sendable, Equatable {
     static func example(_ n: Int) -> [UInt8] {
         let id = UUID().uuidString.lowercased()
         return Array(#"{"id":"\#(id)","type":"example","payload":{"n":\#(n),"source":"event-worker publish"}}"#.utf8)
+    }
+}
+
+/// Any JSON value, decoded and re-encoded as it came (numbers keep their integer or decimal form).
+enum JSONValue: Codable, Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() { self = .null }
+        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
+        else if let value = try? container.decode(Int64.self) { self = .int(value) }
+        else if let value = try? container.decode(Double.self) { self = .double(value) }
+        else if let value = try? container.decode(String.self) { self = .string(value) }
+        else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
+        else { self = .object(try container.decode([String: JSONValue].self)) }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .int(let value): try container.encode(value)
+        case .double(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
     }
 }

@@ -19,6 +19,9 @@ public final class HealthRegistry: Sendable {
     }
 
     private let state = Mutex(State())
+    /// How soon a failing check runs again (when its interval is longer).
+    static let failingInterval: Duration = .milliseconds(100)
+
     /// Results older than this fail (default: 5 s).
     public let staleAfter: Duration
 
@@ -117,8 +120,10 @@ public final class HealthRegistry: Sendable {
     private func loop(_ evaluator: CheckEvaluator) async {
         while !Task.isCancelled {
             let started = ContinuousClock.now
-            store(await evaluator.evaluate(), for: evaluator.check)
-            try? await Task.sleep(until: started + evaluator.check.interval, clock: .continuous)
+            let result = store(await evaluator.evaluate(), for: evaluator.check)
+            // A failing check is retried sooner, so recovery (and start-up) shows within ~100 ms.
+            let interval = result.status == .fail ? min(evaluator.check.interval, Self.failingInterval) : evaluator.check.interval
+            try? await Task.sleep(until: started + interval, clock: .continuous)
         }
     }
 
