@@ -1,11 +1,19 @@
 /*
  * bench/c/publisher.c — prefills a queue for bench/consume, fast.
  *
- *   publisher [-r] QUEUE N [AMQP_URL]    (URL default: $AMQP_URL, then amqp://guest:guest@127.0.0.1:5672/%2F)
- *     -r   delete QUEUE first (dropping whatever it holds), then declare it afresh
+ *   publisher [-r] [-t] [-o OFFSET] QUEUE N [AMQP_URL]
+ *                       (URL default: $AMQP_URL, then amqp://guest:guest@127.0.0.1:5672/%2F)
+ *     -r   delete QUEUE first (dropping whatever it holds), then declare it afresh;
+ *          with -t, QUEUE.dead too
+ *     -t   declare Warren's topology, exactly as event-worker does (Sources/Warren/Topology.swift):
+ *          fanout exchange QUEUE.dlx, queue QUEUE.dead bound to it, and QUEUE with
+ *          x-queue-type=classic and x-dead-letter-exchange=QUEUE.dlx, so that the worker's
+ *          own declare is equivalent and does not fail with 406 PRECONDITION_FAILED
+ *     -o   number the messages OFFSET+1 .. OFFSET+N (default 0): the event ids derive from
+ *          the number, so publishing a range again yields the same events (duplicates)
  *
- * Declares QUEUE (durable, classic: the 3.10 default type, so no x-queue-type
- * argument that could clash with an existing queue's), then publishes N persistent
+ * Declares QUEUE (durable, classic: without -t, the 3.10 default type and no
+ * arguments that could clash with an existing queue's), then publishes N persistent
  * messages of about 100 bytes of JSON through the default exchange, with publisher
  * confirms. Confirms are handled in windows of WINDOW messages: after each window
  * is sent, wait until everything before it is confirmed, so one window is always
@@ -14,6 +22,9 @@
  * librabbitmq 0.11 has no confirm helper, so the basic.ack / basic.nack frames are
  * read here with amqp_simple_wait_frame_noblock(). Prints "published N" once all N
  * are confirmed.
+ *
+ * Message body (Warren's event format, ~100 bytes), for message number i:
+ *   {"id":"<uuid derived from i>","type":"bench","payload":{"n":i,"note":"warren"}}
  */
 #include "common.h"
 
@@ -79,18 +90,63 @@ static void wait_confirms(amqp_connection_state_t conn, struct confirms *c, uint
     }
 }
 
+/* One string-valued entry of an AMQP table. */
+static amqp_table_entry_t string_entry(const char *key, const char *value) {
+    amqp_table_entry_t e;
+    e.key = amqp_cstring_bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = amqp_cstring_bytes(value);
+    return e;
+}
+
+/* What Warren's Topology.declare does (classic queue type): QUEUE.dlx (fanout, durable),
+ * QUEUE.dead (durable, x-queue-type=classic) bound to it, and QUEUE (durable,
+ * x-queue-type=classic, x-dead-letter-exchange=QUEUE.dlx). */
+static void declare_warren_topology(amqp_connection_state_t conn, const char *queue) {
+    char dlx[512], dead[512];
+    if (snprintf(dlx, sizeof dlx, "%s.dlx", queue) >= (int)sizeof dlx ||
+        snprintf(dead, sizeof dead, "%s.dead", queue) >= (int)sizeof dead)
+        die("queue name too long: '%s'", queue);
+
+    /* passive 0, durable 1, auto_delete 0, internal 0 */
+    amqp_exchange_declare(conn, BENCH_CHANNEL, amqp_cstring_bytes(dlx), amqp_cstring_bytes("fanout"), 0, 1,
+                          0, 0, amqp_empty_table);
+    check_reply(amqp_get_rpc_reply(conn), "exchange.declare (dead-letter exchange)");
+
+    amqp_table_entry_t type_only[1] = {string_entry("x-queue-type", "classic")};
+    const amqp_table_t dead_args = {.num_entries = 1, .entries = type_only};
+    amqp_queue_declare(conn, BENCH_CHANNEL, amqp_cstring_bytes(dead), 0, 1, 0, 0, dead_args);
+    check_reply(amqp_get_rpc_reply(conn), "queue.declare (dead-letter queue)");
+    amqp_queue_bind(conn, BENCH_CHANNEL, amqp_cstring_bytes(dead), amqp_cstring_bytes(dlx), amqp_empty_bytes,
+                    amqp_empty_table);
+    check_reply(amqp_get_rpc_reply(conn), "queue.bind (dead-letter queue)");
+
+    amqp_table_entry_t both[2] = {string_entry("x-dead-letter-exchange", dlx),
+                                  string_entry("x-queue-type", "classic")};
+    const amqp_table_t args = {.num_entries = 2, .entries = both};
+    amqp_queue_declare(conn, BENCH_CHANNEL, amqp_cstring_bytes(queue), 0, 1, 0, 0, args);
+    check_reply(amqp_get_rpc_reply(conn), "queue.declare");
+}
+
 __attribute__((noreturn))
 static void usage(void) {
-    fprintf(stderr, "usage: %s [-r] QUEUE N [AMQP_URL]\n", bench_prog);
+    fprintf(stderr, "usage: %s [-r] [-t] [-o OFFSET] QUEUE N [AMQP_URL]\n", bench_prog);
     exit(2);
 }
 
 int main(int argc, char **argv) {
     bench_init(argc, argv);
-    int reset = 0, opt;
-    while ((opt = getopt(argc, argv, "r")) != -1) {
-        if (opt != 'r') usage();
-        reset = 1;
+    int reset = 0, topology = 0, opt;
+    uint64_t offset = 0;
+    while ((opt = getopt(argc, argv, "rto:")) != -1) {
+        switch (opt) {
+        case 'r': reset = 1; break;
+        case 't': topology = 1; break;
+        case 'o':
+            offset = strcmp(optarg, "0") == 0 ? 0 : parse_count(optarg, "OFFSET");
+            break;
+        default: usage();
+        }
     }
     if (argc - optind < 2 || argc - optind > 3) usage();
     const char *queue = argv[optind];
@@ -101,10 +157,20 @@ int main(int argc, char **argv) {
     if (reset) {
         amqp_queue_delete(conn, BENCH_CHANNEL, qname, 0, 0); /* if_unused 0, if_empty 0 */
         check_reply(amqp_get_rpc_reply(conn), "queue.delete");
+        if (topology) {
+            char dead[512];
+            if (snprintf(dead, sizeof dead, "%s.dead", queue) >= (int)sizeof dead) die("queue name too long");
+            amqp_queue_delete(conn, BENCH_CHANNEL, amqp_cstring_bytes(dead), 0, 0);
+            check_reply(amqp_get_rpc_reply(conn), "queue.delete (dead-letter queue)");
+        }
     }
-    /* passive 0, durable 1, exclusive 0, auto_delete 0 */
-    amqp_queue_declare(conn, BENCH_CHANNEL, qname, 0, 1, 0, 0, amqp_empty_table);
-    check_reply(amqp_get_rpc_reply(conn), "queue.declare");
+    if (topology) {
+        declare_warren_topology(conn, queue);
+    } else {
+        /* passive 0, durable 1, exclusive 0, auto_delete 0 */
+        amqp_queue_declare(conn, BENCH_CHANNEL, qname, 0, 1, 0, 0, amqp_empty_table);
+        check_reply(amqp_get_rpc_reply(conn), "queue.declare");
+    }
     amqp_confirm_select(conn, BENCH_CHANNEL);
     check_reply(amqp_get_rpc_reply(conn), "confirm.select");
 
@@ -118,11 +184,12 @@ int main(int argc, char **argv) {
 
     char body[256];
     for (uint64_t i = 1; i <= n; i++) {
-        /* ~100 bytes: a UUID-shaped id derived from i, a type and a small payload. */
+        /* ~100 bytes: a UUID-shaped id derived from the message number, a type and a small payload. */
+        const uint64_t num = offset + i;
         int len = snprintf(body, sizeof body,
                            "{\"id\":\"%08" PRIx64 "-0000-4000-8000-%012" PRIx64 "\",\"type\":\"bench\","
                            "\"payload\":{\"n\":%" PRIu64 ",\"note\":\"warren\"}}",
-                           i >> 48, i & UINT64_C(0xffffffffffff), i);
+                           num >> 48, num & UINT64_C(0xffffffffffff), num);
         amqp_bytes_t msg = {.len = (size_t)len, .bytes = body};
         /* default exchange, routing key = queue, mandatory 0, immediate 0 */
         check_status(amqp_basic_publish(conn, BENCH_CHANNEL, amqp_empty_bytes, qname, 0, 0, &props, msg),

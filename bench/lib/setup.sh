@@ -1,0 +1,108 @@
+# bench/lib/setup.sh — sourced by bench/run and bench/chaos: everything they need, installed and
+# built, and the benchmark's own server instance up. Not meant to be run on its own.
+#
+# After it: $ROOT (the repository), $OUT (bench/out), $PY (the venv's python), $WORKER (the
+# release event-worker), bench/out/{consumer,publisher}, and AMQP_URL / REDIS_URL /
+# DATABASE_URL exported for the bench instance.
+#
+# Environment (all optional):
+#   WARREN_STATE_DIR   the bench's server instance (default /tmp/warren-bench: NOT the tests' default
+#                      /tmp/warren-services, whose servers other sessions' tests restart at will)
+#   WARREN_AMQP_PORT / WARREN_REDIS_PORT / WARREN_PG_PORT   its ports (default 5692 / 6399 / 5462)
+#   BENCH_BUILD_PATH   SwiftPM scratch path for the release build (default bench/out/swift-build, so a
+#                      `swift test` running in .build neither blocks nor is blocked by the bench)
+#   BENCH_SKIP_BUILD=1 use the event-worker already built there
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+OUT=$ROOT/bench/out
+cd "$ROOT"
+
+note() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+export WARREN_STATE_DIR=${WARREN_STATE_DIR:-/tmp/warren-bench}
+export WARREN_AMQP_PORT=${WARREN_AMQP_PORT:-5692}
+export WARREN_REDIS_PORT=${WARREN_REDIS_PORT:-6399}
+export WARREN_PG_PORT=${WARREN_PG_PORT:-5462}
+[[ $WARREN_STATE_DIR != /tmp/warren-services && $WARREN_AMQP_PORT != 5672 ]] ||
+    die "refusing to benchmark on the tests' default instance (/tmp/warren-services, port 5672): other sessions restart its servers"
+
+# Pinned, so that figures stay comparable from run to run. faststream[rabbit] brings aio-pika;
+# uvicorn serves the article's ASGI app (the article installs `faststream[rabbit] uvicorn redis asyncpg`).
+PIP_PACKAGES=("faststream[rabbit]==0.7.8" "uvicorn==0.54.0" "redis==8.1.0" "asyncpg==0.32.0")
+
+# ---------------------------------------------------------------- system packages
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v cc >/dev/null || missing+=(gcc)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists librabbitmq 2>/dev/null || missing+=(librabbitmq-dev)
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v psql >/dev/null || missing+=(postgresql-client)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+if ((${#missing[@]})); then
+    ((EUID == 0)) || die "missing packages (${missing[*]}); run as root or install them"
+    note "installing ${missing[*]} (apt-get)"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
+command -v swift >/dev/null || die "swift not found (Swift 6 toolchain required)"
+
+# ---------------------------------------------------------------- servers (own instance)
+
+scripts/services up >&2
+eval "$(scripts/services env)"
+export AMQP_URL REDIS_URL DATABASE_URL
+
+# ---------------------------------------------------------------- python peers
+
+VENV=$OUT/venv
+PY=$VENV/bin/python
+mkdir -p "$OUT"
+[[ -x $PY ]] || { note "creating $VENV"; /usr/bin/python3 -m venv "$VENV"; }
+if ! "$PY" - "${PIP_PACKAGES[@]}" <<'EOF' 2>/dev/null; then
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1:]:
+    name, want = spec.split("==")
+    if version(name.split("[")[0]) != want:
+        sys.exit(1)
+import aio_pika  # the [rabbit] extra
+EOF
+    note "pip install ${PIP_PACKAGES[*]}"
+    "$PY" -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}" >&2
+fi
+
+# ---------------------------------------------------------------- builds
+
+read -ra RMQ_FLAGS < <(pkg-config --cflags --libs librabbitmq)
+for p in consumer publisher; do
+    cc -O2 -Wall -Wextra -std=gnu11 -o "$OUT/$p" "bench/c/$p.c" "${RMQ_FLAGS[@]}" ||
+        die "building bench/c/$p.c failed"
+done
+
+BUILD_PATH=${BENCH_BUILD_PATH:-$OUT/swift-build}
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    note "swift build -c release --product event-worker --scratch-path $BUILD_PATH"
+    swift build -c release --product event-worker --scratch-path "$BUILD_PATH" >&2 ||
+        die "swift build failed"
+fi
+# Which source the binary is: the commit, and what the work tree changed (other sessions edit it).
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]] || [[ ! -s $OUT/warren-source.txt ]]; then
+    { git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null || echo unknown
+      git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null | awk '{ print "  " $0 }'
+    } >"$OUT/warren-source.txt"
+fi
+BUILT=$(swift build -c release --scratch-path "$BUILD_PATH" --show-bin-path)/event-worker
+[[ -x $BUILT ]] || die "$BUILT not built"
+# Run it under a name of its own (a link to the same binary): the machine is shared, and a
+# process named event-worker was twice seen stopped by a signal the bench did not send.
+mkdir -p "$OUT/bin"
+ln -sfn "$BUILT" "$OUT/bin/warren-bench-worker"
+WORKER=$OUT/bin/warren-bench-worker
+export WORKER PY OUT ROOT
+
+# One benchmark at a time on the bench instance: bench/run and bench/chaos stop and fill its queues.
+exec 8>"$OUT/.bench.lock"
+flock -n 8 || { note "another bench/run or bench/chaos holds $OUT/.bench.lock; waiting"; flock 8; }
