@@ -8,6 +8,10 @@ import WarrenRedis
 /// The example job: each event becomes exactly one row in `events`, whatever redelivery, duplicates
 /// and crashes do. Postgres is the truth (`INSERT … ON CONFLICT (id) DO NOTHING`); Redis only saves a
 /// round trip for events already seen, and its failure can never lose an event.
+///
+/// It works a chunk of deliveries at a time: one `MGET` for the "seen" keys, one multi-row `INSERT`,
+/// one script that sets the keys. A chunk whose insert the server refuses is retried row by row, so
+/// one bad event cannot send its neighbours to the dead-letter queue.
 struct IngestJob: Sendable {
     let redis: RedisClient
     let postgres: PostgresClient
@@ -24,36 +28,77 @@ struct IngestJob: Sendable {
         )
         """
 
+    /// Sets every key in KEYS to "1" with the expiry in ARGV[1], in one round trip.
+    static let markSeenScript = "for _, key in ipairs(KEYS) do redis.call('SET', key, '1', 'EX', ARGV[1]) end"
+
     /// Creates the table if it is missing.
     func migrate() async throws {
         _ = try await postgres.execute(Self.createTable, [])
     }
 
-    func handle(_ delivery: AMQPDelivery) async -> MessageOutcome {
-        let event: Event
-        do {
-            event = try Event.parse(delivery.body)
-        } catch {
-            return .deadLetter(reason: error.description)
+    func handle(_ deliveries: [AMQPDelivery]) async -> [MessageOutcome] {
+        var outcomes = [MessageOutcome](repeating: .ack, count: deliveries.count)
+        var pending: [(index: Int, event: Event)] = []
+        for (index, delivery) in deliveries.enumerated() {
+            do {
+                pending.append((index, try Event.parse(delivery.body)))
+            } catch {
+                outcomes[index] = .deadLetter(reason: error.description)
+            }
         }
-        let key = "warren:seen:\(event.id)"
         // Ask Redis only while its check passes: a frozen Redis must not stall every message.
         let useRedis = registry.result(of: "redis")?.status == .pass
-        if useRedis, (try? await redis.get(key)) != nil {
-            return .ack
+        if useRedis, !pending.isEmpty, let seen = try? await seenIDs(pending.map(\.event.id)) {
+            pending.removeAll { seen.contains($0.event.id) }  // already stored: ack
         }
+        guard !pending.isEmpty else { return outcomes }
         do {
-            _ = try await postgres.execute(
-                "INSERT INTO events (id, type, payload) VALUES ($1::uuid, $2, $3::jsonb) ON CONFLICT (id) DO NOTHING",
-                [event.id, event.type, event.payloadJSON])
-        } catch let error as PostgresError where error.code == .queryFailed {
-            return .retry(reason: "insert of event \(event.id) failed: \(error)")  // the id, for the dead-letter line
+            try await insert(pending.map(\.event))
+        } catch let error as PostgresError where error.code == .queryFailed && pending.count > 1 {
+            // Find the event the server refuses; the others go in one by one.
+            for item in pending {
+                do {
+                    try await insert([item.event])
+                } catch {
+                    outcomes[item.index] = outcome(for: error, id: item.event.id)
+                }
+            }
         } catch {
-            return .requeue(reason: "postgres unavailable: \(error)")
+            for item in pending { outcomes[item.index] = outcome(for: error, id: item.event.id) }
         }
-        if useRedis {
-            _ = try? await redis.set(key, "1", expirySeconds: seenTTLSeconds)
+        let stored = pending.filter { outcomes[$0.index] == .ack }.map(\.event.id)
+        if useRedis, !stored.isEmpty {
+            _ = try? await redis.command(["EVAL", Self.markSeenScript, String(stored.count)] + stored.map(Self.seenKey) + [String(seenTTLSeconds)])
         }
-        return .ack
+        return outcomes
+    }
+
+    private static func seenKey(_ id: String) -> String { "warren:seen:\(id)" }
+
+    private func seenIDs(_ ids: [String]) async throws -> Set<String> {
+        guard case .array(let values) = try await redis.command(["MGET"] + ids.map(Self.seenKey)) else { return [] }
+        return Set(zip(ids, values).compactMap { id, value in value == .null ? nil : id })
+    }
+
+    private func insert(_ events: [Event]) async throws {
+        var rows: [String] = []
+        var parameters: [String?] = []
+        rows.reserveCapacity(events.count)
+        parameters.reserveCapacity(events.count * 3)
+        for event in events {
+            let n = parameters.count
+            rows.append("($\(n + 1)::uuid, $\(n + 2), $\(n + 3)::jsonb)")
+            parameters += [event.id, event.type, event.payloadJSON]
+        }
+        _ = try await postgres.execute(
+            "INSERT INTO events (id, type, payload) VALUES \(rows.joined(separator: ", ")) ON CONFLICT (id) DO NOTHING",
+            parameters)
+    }
+
+    private func outcome(for error: any Error, id: String) -> MessageOutcome {
+        if let error = error as? PostgresError, error.code == .queryFailed {
+            return .retry(reason: "insert of event \(id) failed: \(error)")
+        }
+        return .requeue(reason: "postgres unavailable: \(error)")
     }
 }

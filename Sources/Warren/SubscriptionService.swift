@@ -37,6 +37,8 @@ public final class SubscriptionService: Sendable {
     private let connected = Gate(open: false)
     /// Opens once on ``stop()``: wakes a paused service so it can finish.
     private let stopped = Gate(open: false)
+    /// Handler failures per message, for bounded redelivery on classic queues.
+    private let failures = FailureLedger()
     private let logger: Logger
     private let metrics: SubscriptionMetrics
 
@@ -185,7 +187,7 @@ public final class SubscriptionService: Sendable {
                 metrics.received.increment(by: Int64(batch.count))
                 // Spread the batch over at most `limit` tasks: under load a task runs a chunk of
                 // messages one after another instead of costing a task per message.
-                let chunkSize = (batch.count + limit - 1) / limit
+                let chunkSize = max((batch.count + limit - 1) / limit, min(batch.count, subscription.minimumChunk))
                 for start in stride(from: 0, to: batch.count, by: chunkSize) {
                     let chunk = batch[start..<min(start + chunkSize, batch.count)]
                     if running >= limit {
@@ -193,30 +195,35 @@ public final class SubscriptionService: Sendable {
                         running -= 1
                     }
                     running += 1
-                    group.addTask {
-                        for delivery in chunk {
-                            if self.gate.isOpen {
-                                await self.process(delivery)
-                            } else {
-                                delivery.nack(requeue: true)  // arrived after we decided to pause: back to the queue
-                                self.metrics.requeued.increment()
-                            }
-                        }
-                    }
+                    group.addTask { await self.process(Array(chunk)) }
                 }
             }
             try await group.waitForAll()
         }
     }
 
-    private func process(_ delivery: AMQPDelivery) async {
-        metrics.inFlight.increment()
+    private func process(_ chunk: [AMQPDelivery]) async {
+        guard gate.isOpen else {
+            for delivery in chunk { delivery.nack(requeue: true) }  // arrived after we decided to pause
+            metrics.requeued.increment(by: Int64(chunk.count))
+            return
+        }
+        metrics.inFlight.increment(by: Double(chunk.count))
         let started = ContinuousClock.now
-        let outcome = await subscription.handler(delivery)
-        metrics.handlerDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
-        metrics.inFlight.decrement()
+        let outcomes = await subscription.handler(chunk)
+        let share = (ContinuousClock.now - started).nanoseconds / Int64(chunk.count)
+        metrics.inFlight.decrement(by: Double(chunk.count))
+        precondition(outcomes.count == chunk.count, "Subscription handler returned \(outcomes.count) outcomes for \(chunk.count) deliveries")
+        for (delivery, outcome) in zip(chunk, outcomes) {
+            metrics.handlerDuration.recordNanoseconds(share)
+            settle(delivery, outcome)
+        }
+    }
+
+    private func settle(_ delivery: AMQPDelivery, _ outcome: MessageOutcome) {
         switch outcome {
         case .ack:
+            failures.forget(delivery)
             delivery.ack()
             metrics.acked.increment()
         case .deadLetter(let reason):
@@ -228,13 +235,15 @@ public final class SubscriptionService: Sendable {
             delivery.nack(requeue: true)
             metrics.requeued.increment()
         case .retry(let reason):
-            if deliveryAttempt(of: delivery) >= subscription.maxAttempts {
+            if failures.attempt(of: delivery) >= subscription.maxAttempts {
+                failures.forget(delivery)
                 logger.warning("dead-lettered a message after repeated failures", metadata: deliveryMetadata(
                     delivery, "gave up after \(subscription.maxAttempts) attempts: \(reason)", deadLetter: true))
                 delivery.reject(requeue: false)
                 metrics.deadLettered.increment()
             } else {
                 logger.info("handler failed; the message will be redelivered", metadata: deliveryMetadata(delivery, reason))
+                failures.recordFailure(delivery)
                 delivery.nack(requeue: true)
                 metrics.retried.increment()
             }
@@ -243,7 +252,7 @@ public final class SubscriptionService: Sendable {
 
     /// The reason, the message id when the publisher set one, the attempt and, for a dead letter, where it went.
     private func deliveryMetadata(_ delivery: AMQPDelivery, _ reason: String, deadLetter: Bool = false) -> Logger.Metadata {
-        var metadata: Logger.Metadata = ["warren.reason": "\(reason)", "warren.attempt": "\(deliveryAttempt(of: delivery))"]
+        var metadata: Logger.Metadata = ["warren.reason": "\(reason)", "warren.attempt": "\(failures.attempt(of: delivery))"]
         if deadLetter { metadata["warren.dead_letter_queue"] = "\(subscription.topology.deadLetterQueue)" }
         if let id = delivery.properties.messageID { metadata["warren.message_id"] = "\(id)" }
         return metadata

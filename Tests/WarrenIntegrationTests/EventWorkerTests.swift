@@ -128,6 +128,25 @@ extension Integration {
             await f.cleanUp()
         }
 
+        @Test func anEventPostgresRefusesIsDeadLetteredAfterBoundedRetriesAndSparesItsNeighbours() async throws {
+            let f = try await IngestFixture.make()
+            try await f.publishEvents(200)
+            // Valid JSON, but jsonb refuses \u0000: the insert fails on every attempt.
+            let poison = #"{"id":"\#(UUID().uuidString)","type":"test","payload":{"run":"\#(f.run)","s":"\u0000"}}"#
+            try await f.publish([Array(poison.utf8)])
+            try await f.publishEvents(200)
+            let worker = try WorkerProcess(environment: f.environment)
+            let settled = try await f.until(30) { try await f.state(rows: 400, dead: 1) }
+            worker.signal(SIGTERM)
+            #expect(await worker.waitForExit(timeout: 25) == 0)
+            let summary = await f.describe()
+            #expect(settled, "\(summary)")
+            let retries = worker.output.split(separator: "\n").filter { $0.contains("the message will be redelivered") }
+            #expect(retries.count == 2, "two redeliveries, then the dead-letter queue (maxAttempts 3)")
+            #expect(worker.output.contains("dead-lettered a message after repeated failures"))
+            await f.cleanUp()
+        }
+
         @Test func postgresOutagePausesConsumptionWithoutDeadLettering() async throws {
             let f = try await IngestFixture.make()
             try await f.publishEvents(10_000)
