@@ -4,7 +4,10 @@ import CRabbitMQ
 extension ConnectionOwner {
     /// Checks an RPC reply; on failure the connection is dropped and the error thrown.
     func check(_ reply: amqp_rpc_reply_t, doing what: String) throws(AMQPError) {
-        guard reply.reply_type != AMQP_RESPONSE_NORMAL else { return }
+        guard reply.reply_type != AMQP_RESPONSE_NORMAL else {
+            noteInbound()
+            return
+        }
         let error = rpcError(reply, doing: what)
         fail(error)
         throw error

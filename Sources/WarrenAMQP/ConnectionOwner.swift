@@ -24,6 +24,14 @@ final class ConnectionOwner {
     private var heartbeatNanos: UInt64 = 0
     private var lastInbound: UInt64 = 0
 
+    /// Records that the broker just sent something. Replies to synchronous requests are read inside
+    /// librabbitmq's RPC call, not by the frame loop, so the RPC path reports them here: without it a
+    /// worker whose only traffic is readiness round trips (the broker then sends no heartbeats) was
+    /// declared dead every heartbeat timeout.
+    func noteInbound() {
+        lastInbound = monotonicNanoseconds()
+    }
+
     /// Frames handled per loop turn before the inbox is drained again.
     private static let framesPerTurn = 256
     /// Longest poll() sleep: bounds heartbeat sending, heartbeat checks and the liveness tick.

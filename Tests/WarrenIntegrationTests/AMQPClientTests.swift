@@ -143,6 +143,23 @@ extension Integration {
             await connection.close()
         }
 
+        @Test func requestRepliesCountAsTrafficForTheHeartbeat() async throws {
+            // Only request/reply traffic (as readiness checks make): the broker then sends no
+            // heartbeats, and the replies must keep the connection alive.
+            let queue = uniqueName("test-idle")
+            let connection = try await AMQPConnection.connect(configuration: config)  // heartbeat 2 s
+            try await connection.declareQueue(queue, durable: false)
+            let clock = ContinuousClock()
+            let end = clock.now + .seconds(6)
+            while clock.now < end {
+                _ = try await connection.inspectQueue(queue)
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            #expect(connection.state == .open, "\(connection.state)")
+            try await connection.deleteQueue(queue)
+            await connection.close()
+        }
+
         @Test func cleanCloseEndsConsumersAndRefusesWork() async throws {
             let queue = uniqueName("test-close")
             let connection = try await AMQPConnection.connect(configuration: config)
