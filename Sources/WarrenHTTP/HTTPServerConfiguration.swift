@@ -12,7 +12,8 @@ public struct HTTPServerConfiguration: Sendable, Hashable {
     public var port: Int
     /// The most connections served at once. A connection accepted beyond this is closed at once,
     /// before anything is read from it, and counted in ``HTTPServerStatistics/rejectedConnections``.
-    /// Default `256`.
+    /// Default `512`: above a burst of a few hundred stalled connections (the read timeout reclaims them)
+    /// and below the common 1024 open-files limit.
     public var maxConnections: Int
     /// The longest request line (`GET /path?query HTTP/1.1`, without CRLF) accepted, in bytes.
     /// A longer one is answered `414 URI Too Long` and the connection closed. Default 8 KiB.
@@ -43,7 +44,7 @@ public struct HTTPServerConfiguration: Sendable, Hashable {
     public init(
         host: String = "0.0.0.0",
         port: Int = 8080,
-        maxConnections: Int = 256,
+        maxConnections: Int = 512,
         maxRequestLineBytes: Int = 8 * 1024,
         maxHeaderBytes: Int = 16 * 1024,
         idleTimeout: TimeAmount = .seconds(30),
