@@ -37,6 +37,8 @@ public final class SubscriptionService: Sendable {
     private let connected = Gate(open: false)
     /// Opens once on ``stop()``: wakes a paused service so it can finish.
     private let stopped = Gate(open: false)
+    /// Called each time a consumer is registered (e.g. to re-check readiness at once).
+    private let consumingObserver = Mutex<(@Sendable () -> Void)?>(nil)
     /// Handler failures per message, for bounded redelivery on classic queues.
     private let failures = FailureLedger()
     private let logger: Logger
@@ -64,6 +66,11 @@ public final class SubscriptionService: Sendable {
     /// The live connection and, while consuming, the consumer tag: what the `rabbitmq` check verifies.
     public var current: (connection: AMQPConnection?, consumerTag: String?) {
         state.withLock { ($0.connection, $0.consumerTag) }
+    }
+
+    /// Calls `observer` each time a consumer is registered with the broker.
+    public func onConsuming(_ observer: @escaping @Sendable () -> Void) {
+        consumingObserver.withLock { $0 = observer }
     }
 
     /// True once the first connect and topology declaration succeeded.
@@ -154,6 +161,7 @@ public final class SubscriptionService: Sendable {
             let consumer = try await connection.consume(queue: subscription.topology.queue)
             setPhase(.consuming) { $0.consumerTag = consumer.tag }
             logger.info("consuming", metadata: ["warren.consumer_tag": "\(consumer.tag)"])
+            consumingObserver.withLock { $0 }?()
             defer { state.withLock { $0.consumerTag = nil } }
             let pauser = Task {
                 await gate.wait(untilOpen: false)

@@ -73,6 +73,8 @@ public final class Worker: Sendable {
                                                 metricsFactory: metricsFactory)
         self.startupTasks = StartupTasks(policy: configuration.reconnectPolicy, logger: logger)
         registry.register(.rabbitmq(self.subscription))
+        // Readiness follows a (re)registered consumer at once, not at the check's next turn.
+        self.subscription.onConsuming { [registry] in Task { await registry.evaluate("rabbitmq") } }
         let service = self.subscription
         watchdog.watch(thread: "amqp-io") { service.current.connection?.lastIOTick }
     }

@@ -225,7 +225,10 @@ extension Integration {
             let notReady = await worker.waitForStatus("/internal/ready", 503, timeout: 1)
             let status = await worker.waitForExit(timeout: 25)
             let took = clock.now - signalled
-            #expect(notReady != nil, "readiness fails at once on SIGTERM")
+            // Readiness fails at once; a worker whose in-flight messages finish within a few ms may
+            // be gone (side port closed) before the first probe, which is fine as long as it said so.
+            let saidShuttingDown = worker.output.contains("shutting down: readiness fails")
+            #expect(notReady != nil || (took < .seconds(1) && saidShuttingDown), "readiness fails at once on SIGTERM")
             #expect(status == 0, "exit 0: \(worker.output.suffix(2000))")
             #expect(took < .seconds(20), "within the drain timeout")
             let rows = try await f.rows()
