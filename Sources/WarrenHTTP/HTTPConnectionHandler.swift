@@ -13,30 +13,30 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     typealias OutboundIn = Never
     typealias OutboundOut = HTTPServerResponsePart
 
-    private enum Work {
+    enum Work {
         case request(HTTPRequest, keepAlive: Bool)
         case reject(HTTPResponseStatus, reason: String)
     }
 
     private let router: HTTPRouter
-    private let configuration: HTTPServerConfiguration
+    let configuration: HTTPServerConfiguration
     private let gate: EventLoopGate
-    private var logger: Logger
+    var logger: Logger
 
     /// Complete requests (or rejections) not yet answered, in arrival order.
-    private var queue = CircularBuffer<Work>(initialCapacity: 4)
+    var queue = CircularBuffer<Work>(initialCapacity: 4)
     /// The head of the request being received, until its `.end`.
     private var partialHead: HTTPRequestHead?
     /// A request's first byte has arrived but the request is not complete yet.
-    private var requestInProgress = false
+    var requestInProgress = false
     /// An async handler is computing the response at the front of the line.
-    private var responding = false
+    var responding = false
     /// No further requests are accepted (after `Connection: close`, a rejection, or quiescing).
-    private var inputClosed = false
+    var inputClosed = false
     /// Graceful shutdown asked this connection to finish.
     private var quiescing = false
     /// The last response is written (or being written) and the connection is closing.
-    private var closing = false
+    var closing = false
     /// The channel is inactive.
     private var closed = false
     /// The peer shut down its sending side (half-close); answer what is queued, then close.
@@ -44,12 +44,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
     /// This side sent FIN after the last response (lingering close).
     private var outputClosed = false
     /// Reading is held back because too many requests are queued.
-    private var readsPaused = false
+    var readsPaused = false
     private var pendingRead = false
 
-    private var idleTimer: Scheduled<Void>?
-    private var readTimer: Scheduled<Void>?
-    private var lingerTimer: Scheduled<Void>?
+    var idleTimer: Scheduled<Void>?
+    var readTimer: Scheduled<Void>?
+    var lingerTimer: Scheduled<Void>?
 
     /// The async handler computing the response at the front of the line; cancelled when the
     /// connection closes.
@@ -372,55 +372,5 @@ final class HTTPConnectionHandler: ChannelDuplexHandler {
         return headers["Content-Length"].contains { value in
             Int(value.filter { $0 != " " && $0 != "\t" }).map { $0 != 0 } ?? true
         }
-    }
-
-    // MARK: Timers
-
-    private func updateIdleTimer(context: ChannelHandlerContext) {
-        let idle = !self.closing && !self.inputClosed && !self.requestInProgress && !self.responding
-            && self.queue.isEmpty
-        if idle {
-            guard self.idleTimer == nil else { return }
-            self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.idleTimeout) {
-                self.idleTimer = nil
-                self.logger.debug("idle timeout, closing connection")
-                self.closing = true
-                context.close(promise: nil)
-            }
-        } else {
-            self.cancelIdleTimer()
-        }
-    }
-
-    private func armReadTimer(context: ChannelHandlerContext) {
-        self.readTimer?.cancel()
-        self.readTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.readTimeout) {
-            self.readTimer = nil
-            if self.readsPaused {
-                // The request is incomplete because this side stopped reading (too many queued).
-                self.armReadTimer(context: context)
-                return
-            }
-            self.logger.info("read timeout: request incomplete, closing connection")
-            self.closing = true
-            context.close(promise: nil)
-        }
-    }
-
-    private func cancelIdleTimer() {
-        self.idleTimer?.cancel()
-        self.idleTimer = nil
-    }
-
-    private func cancelReadTimer() {
-        self.readTimer?.cancel()
-        self.readTimer = nil
-    }
-
-    private func cancelTimers() {
-        self.cancelIdleTimer()
-        self.cancelReadTimer()
-        self.lingerTimer?.cancel()
-        self.lingerTimer = nil
     }
 }
