@@ -92,6 +92,7 @@ let package = Package(
             dependencies: [
                 "WarrenAMQP",
                 "WarrenHealth",
+                "WarrenSystem",
                 "WarrenHTTP",
                 "WarrenRedis",
                 "WarrenPostgres",

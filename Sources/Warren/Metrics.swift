@@ -1,6 +1,7 @@
 import CoreMetrics
 import Synchronization
 import WarrenHealth
+import WarrenSystem
 
 /// Warren's metrics: names, types and labels, in one place.
 ///
@@ -181,12 +182,6 @@ final class WorkerMetrics: Sendable {
 }
 
 extension Duration {
-    /// The duration in seconds, as a `Double`.
-    var seconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) / 1e18
-    }
-
     /// The duration in whole nanoseconds (saturating).
     var nanoseconds: Int64 {
         let (s, atto) = components

@@ -1,3 +1,5 @@
+import WarrenSystem
+
 /// Capped exponential backoff with jitter, for reconnecting to a broker.
 ///
 /// Pure: it computes delays and never sleeps. Attempt `n` (from 0) waits a uniformly random time in
@@ -39,13 +41,5 @@ public struct ReconnectPolicy: Sendable, Equatable {
     public func delay(forAttempt attempt: Int) -> Duration {
         var generator = SystemRandomNumberGenerator()
         return delay(forAttempt: attempt, using: &generator)
-    }
-}
-
-extension Duration {
-    /// The duration in seconds, as a `Double`.
-    var seconds: Double {
-        let (s, attoseconds) = components
-        return Double(s) + Double(attoseconds) / 1e18
     }
 }

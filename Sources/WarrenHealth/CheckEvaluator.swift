@@ -1,4 +1,5 @@
 import Synchronization
+import WarrenSystem
 
 /// Runs one check's probe under its timeout, without ever piling probes up.
 ///

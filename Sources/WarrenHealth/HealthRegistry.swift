@@ -1,4 +1,5 @@
 import Synchronization
+import WarrenSystem
 
 /// Holds the checks, evaluates them in the background and answers probes from the cache.
 ///
@@ -149,12 +150,4 @@ public struct HealthTransition: Sendable, Equatable {
     public var to: HealthStatus
     /// Why, when it failed.
     public var output: String?
-}
-
-extension Duration {
-    /// The duration in milliseconds, as a `Double`.
-    public var milliseconds: Double {
-        let (s, atto) = components
-        return Double(s) * 1000 + Double(atto) / 1e15
-    }
 }

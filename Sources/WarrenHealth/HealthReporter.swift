@@ -1,3 +1,5 @@
+import WarrenSystem
+
 /// Builds the probe reports from the cached check results and the liveness watchdog.
 ///
 /// Everything here reads cached state only: it never awaits, never touches a dependency, and so

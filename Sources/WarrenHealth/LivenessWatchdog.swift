@@ -1,4 +1,5 @@
 import Synchronization
+import WarrenSystem
 
 /// Proves the process is responsive: a ticker on Swift's cooperative pool plus the loop ticks of
 /// registered threads (such as the AMQP I/O thread). Liveness fails when any of them stalls past

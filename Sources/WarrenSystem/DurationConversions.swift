@@ -13,6 +13,18 @@ extension Duration {
         return timeval(tv_sec: .init(seconds), tv_usec: .init(attoseconds / 1_000_000_000_000))
     }
 
+    /// This duration in seconds, as a `Double`.
+    public var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+
+    /// This duration in milliseconds, as a `Double`.
+    public var milliseconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    }
+
     /// This duration in seconds, for messages ("2 s", "0.5 s"; millisecond precision).
     public var secondsText: String {
         let millis = components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
