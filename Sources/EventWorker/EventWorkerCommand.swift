@@ -28,7 +28,13 @@ struct EventWorkerCommand: AsyncParsableCommand {
             Glibc.exit(error.rawValue)
         } catch {
             let code = exitCode(for: error)
-            if code == .success { Glibc.exit(0) }
+            if code == .success {
+                // --help, -h, help SUBCOMMAND, --version: ArgumentParser reports them as a clean
+                // exit whose message is the text to print (on stdout, like every CLI's help).
+                let text = fullMessage(for: error)
+                if !text.isEmpty { print(text) }
+                Glibc.exit(0)
+            }
             if code == .validationFailure {
                 fail("event-worker: \(message(for: error).split(separator: "\n").first ?? "invalid usage")", code: 2)
             }

@@ -68,7 +68,8 @@ final class StartupTasks: Sendable {
     }
 
     /// Runs each task until it succeeds, with backoff between attempts.
-    func runAll() async throws {
+    /// - Returns: false if the task was cancelled (shutdown) before all of them succeeded.
+    func runAll() async -> Bool {
         for task in tasks.withLock({ $0 }) {
             var attempt = 0
             while true {
@@ -77,15 +78,20 @@ final class StartupTasks: Sendable {
                     logger.info("start-up task done", metadata: ["warren.startup.task": "\(task.name)"])
                     break
                 } catch {
-                    try Task.checkCancellation()
+                    if Task.isCancelled { return false }
                     logger.warning("start-up task failed; retrying", metadata: [
                         "warren.startup.task": "\(task.name)", "warren.reason": "\(error)",
                     ])
-                    try await Task.sleep(for: policy.delay(forAttempt: attempt))
+                    do {
+                        try await Task.sleep(for: policy.delay(forAttempt: attempt))
+                    } catch {
+                        return false
+                    }
                     attempt += 1
                 }
             }
         }
+        return !Task.isCancelled
     }
 }
 
@@ -95,10 +101,12 @@ struct StartupService: Service {
     let tasks: StartupTasks
     let registry: HealthRegistry
 
+    /// Returns normally when shutdown comes first (SIGTERM before the first connection or during a
+    /// start-up task is a clean exit, not an error of the group).
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await subscription.waitUntilStarted()
-            try await tasks.runAll()
+            guard !Task.isCancelled, await tasks.runAll() else { return }
             registry.markStarted()
             tasks.logger.info("started: ready once every readiness check passes")
         }

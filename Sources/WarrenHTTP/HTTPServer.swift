@@ -209,7 +209,12 @@ public actor HTTPServer: Service {
             .serverChannelOption(.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // TCP_NODELAY is an IPPROTO_TCP option (`.tcpOption`). `.socketOption(.tcp_nodelay)` would
+            // be SOL_SOCKET level, where option 1 is SO_DEBUG: it needs CAP_NET_ADMIN, so as the
+            // image's non-root user every accepted connection was reset (NIO closes the channel when
+            // a child option fails). NIO sets it by default too; it is explicit here because probes
+            // are tiny request/response pairs that must never wait for Nagle.
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

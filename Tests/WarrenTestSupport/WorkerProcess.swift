@@ -3,9 +3,46 @@ import Foundation
 /// The built `event-worker` executable, run as a child process against the test servers.
 public final class WorkerProcess: @unchecked Sendable {
     /// `event-worker` next to the test bundle (swift test builds every product into one folder).
-    public static var executable: String {
+    public static var builtExecutable: String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("event-worker").path
+    }
+
+    /// The uid and gid the image runs as (deploy/Dockerfile `USER 10001:10001`, the Deployment's
+    /// `runAsUser`).
+    public static let deployedUser = 10001
+
+    /// How the worker is started: as deployed. When the tests run as root (CI), the worker runs as
+    /// uid/gid 10001 with no supplementary groups, every capability dropped (effective, permitted,
+    /// inheritable, ambient and the bounding set) and no_new_privs — what deploy/k8s asks for — so
+    /// a privileged socket option or a write the image cannot do fails here, not in production.
+    /// (Issue found this way: SO_DEBUG instead of TCP_NODELAY reset every probe connection.)
+    /// As a non-root developer the worker runs as that user, which is unprivileged already.
+    public static let launch: (executable: String, prefix: [String]) = {
+        let built = builtExecutable
+        guard getuid() == 0 else { return (built, []) }
+        return ("/usr/bin/setpriv", [
+            "--reuid=\(deployedUser)", "--regid=\(deployedUser)", "--clear-groups",
+            "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs",
+            "--", deployedCopy(of: built),
+        ])
+    }()
+
+    /// uid 10001 may not be able to reach the build folder (a clone under a 0700 home), so the
+    /// worker runs from a world-readable copy, as it does from /usr/local/bin in the image.
+    private static func deployedCopy(of built: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warren-worker-\(getpid())")
+        let copy = dir.appendingPathComponent("event-worker")
+        do {
+            try? FileManager.default.removeItem(at: dir)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o755])
+            try FileManager.default.copyItem(atPath: built, toPath: copy.path)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: copy.path)
+        } catch {
+            fatalError("cannot stage event-worker for uid \(deployedUser) in \(dir.path): \(error)")
+        }
+        return copy.path
     }
 
     public let healthPort: Int
@@ -26,8 +63,8 @@ public final class WorkerProcess: @unchecked Sendable {
         environment["HEALTH_PORT"] = String(self.healthPort)
         environment["LOG_FORMAT"] = "json"
         for (key, value) in extra { environment[key] = value }
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = arguments
+        process.executableURL = URL(fileURLWithPath: Self.launch.executable)
+        process.arguments = Self.launch.prefix + arguments
         process.environment = environment
         let log = try FileHandle(forWritingTo: logURL)
         process.standardOutput = log
