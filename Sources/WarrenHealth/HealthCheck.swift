@@ -92,8 +92,9 @@ public struct HealthCheckResult: Sendable, Equatable {
         self.measuredAt = measuredAt
     }
 
-    /// How old the result is at monotonic time `now` (ns).
+    /// How old the result is at monotonic time `now` (ns); zero for a result measured after `now`
+    /// (a reader takes `now` before the lock, and a check may store a newer result meanwhile).
     public func age(at now: UInt64 = Monotonic.now()) -> Duration {
-        .nanoseconds(Int64(now &- measuredAt))
+        now > measuredAt ? .nanoseconds(Int64(now - measuredAt)) : .zero
     }
 }

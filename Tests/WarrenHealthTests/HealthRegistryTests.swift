@@ -19,6 +19,14 @@ final class Switch: Sendable {
 
 @Suite("Health registry")
 struct HealthRegistryTests {
+    /// A reader takes `now` before it reads the cache; a check may store a result measured after it.
+    /// That result is zero old (this subtraction once trapped and crashed the worker's metrics sampler).
+    @Test func aResultMeasuredAfterNowHasAgeZero() {
+        let result = HealthCheckResult(status: .pass, measuredAt: 2_000)
+        #expect(result.age(at: 1_000) == .zero)
+        #expect(result.age(at: 2_500) == .nanoseconds(500))
+    }
+
     @Test func passFailAndTimeout() async throws {
         let s = Switch()
         let registry = HealthRegistry()
