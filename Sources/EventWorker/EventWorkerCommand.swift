@@ -1,7 +1,5 @@
 import ArgumentParser
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// `event-worker`: ingests JSON events from RabbitMQ into Postgres, with Redis as a dedupe cache.
 @main

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// A minimal blocking HTTP/1.1 GET for `event-worker healthcheck`: images without curl use it as
 /// their Docker HEALTHCHECK. Runs on the main thread of a short-lived process, never in a task.

@@ -19,9 +19,10 @@ extension HTTPRouter {
         })
         get(prefix: HealthPaths.ready + "/", .immediate { request in
             guard let name = request.pathRemainder, !name.isEmpty, let report = reporter.readiness(check: name) else {
+                // Check names are the user's: rendered through the report's JSON escaping like every string.
                 let known = reporter.registry.checkNames(kind: .readiness).joined(separator: ", ")
-                return .json(#"{"status":"fail","output":"unknown check; known: \#(known)"}"#, status: .notFound,
-                             contentType: HealthReport.contentType)
+                let report = HealthReport(status: .fail, output: "unknown check; known: \(known)")
+                return .json(report.json(), status: .notFound, contentType: HealthReport.contentType)
             }
             return report.httpResponse
         })

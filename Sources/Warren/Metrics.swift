@@ -147,7 +147,7 @@ final class WorkerMetrics: Sendable {
     }
 
     func sample(registry: HealthRegistry, watchdog: LivenessWatchdog) {
-        let now = Monotonic.now()
+        let now = MonotonicClock.nanoseconds()
         for kind in [HealthCheckKind.readiness, .startup, .liveness] {
             for (check, result) in registry.results(kind: kind, now: now) {
                 let gauges = checkGauges(check.name)
@@ -178,14 +178,5 @@ final class WorkerMetrics: Sendable {
             lags[component] = gauge
             return gauge
         }
-    }
-}
-
-extension Duration {
-    /// The duration in whole nanoseconds (saturating).
-    var nanoseconds: Int64 {
-        let (s, atto) = components
-        let (product, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? (s < 0 ? .min : .max) : product &+ atto / 1_000_000_000
     }
 }

@@ -2,6 +2,7 @@ import CoreMetrics
 import Logging
 import Synchronization
 import WarrenAMQP
+import WarrenSystem
 
 /// Runs a ``Subscription`` against a broker and keeps it running.
 ///
@@ -217,11 +218,17 @@ public final class SubscriptionService: Sendable {
             return
         }
         metrics.inFlight.increment(by: Double(chunk.count))
-        let started = ContinuousClock.now
-        let outcomes = await subscription.handler(chunk)
-        let share = (ContinuousClock.now - started).nanoseconds / Int64(chunk.count)
+        let started = MonotonicClock.now
+        var outcomes = await subscription.handler(chunk)
+        let share = (MonotonicClock.now - started).nanoseconds / Int64(chunk.count)
         metrics.inFlight.decrement(by: Double(chunk.count))
-        precondition(outcomes.count == chunk.count, "Subscription handler returned \(outcomes.count) outcomes for \(chunk.count) deliveries")
+        if outcomes.count != chunk.count {
+            // A bug in the handler, not in the messages: which outcome belongs to which delivery is
+            // unknown, so none is trusted and the whole chunk counts as a failed attempt.
+            let reason = "the chunk handler returned \(outcomes.count) outcomes for \(chunk.count) deliveries (it must return one per delivery, in order)"
+            logger.error("handler bug: outcomes do not match deliveries; the chunk is retried", metadata: ["warren.reason": "\(reason)"])
+            outcomes = Array(repeating: .retry(reason: reason), count: chunk.count)
+        }
         for (delivery, outcome) in zip(chunk, outcomes) {
             metrics.handlerDuration.recordNanoseconds(share)
             settle(delivery, outcome)

@@ -15,7 +15,7 @@ final class CheckEvaluator: Sendable {
     }
 
     func evaluate() async -> HealthCheckResult {
-        let start = Monotonic.now()
+        let start = MonotonicClock.nanoseconds()
         let (task, since) = inFlight.withLock { current in
             if let current { return current }
             let task = Task { try await check.probe() }
@@ -23,7 +23,7 @@ final class CheckEvaluator: Sendable {
             return (task, start)
         }
         let outcome = await Self.race(task, timeout: check.timeout)
-        let end = Monotonic.now()
+        let end = MonotonicClock.nanoseconds()
         let elapsedMs = Double(end - since) / 1_000_000
         let duration = Duration.nanoseconds(Int64(end - since))
         switch outcome {

@@ -1,18 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-import WarrenSystem
-
-/// Monotonic time in nanoseconds (`CLOCK_MONOTONIC`): cheap, thread-safe, comparable across threads.
-public enum Monotonic {
-    /// The current monotonic time in nanoseconds.
-    @inline(__always)
-    public static func now() -> UInt64 {
-        MonotonicClock.nanoseconds()
-    }
-}
 
 /// Wall-clock time, for the `time` fields of health reports.
 public enum WallClock {

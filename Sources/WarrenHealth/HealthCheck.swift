@@ -1,3 +1,5 @@
+import WarrenSystem
+
 /// The verdict of a check, as the IETF health-check draft spells it.
 public enum HealthStatus: String, Sendable, Comparable {
     case pass, warn, fail
@@ -82,7 +84,7 @@ public struct HealthCheckResult: Sendable, Equatable {
 
     public init(status: HealthStatus, observedValue: Double? = nil, observedUnit: String? = nil,
                 output: String? = nil, duration: Duration? = nil, time: WallClock.Instant = WallClock.now(),
-                measuredAt: UInt64 = Monotonic.now()) {
+                measuredAt: UInt64 = MonotonicClock.nanoseconds()) {
         self.status = status
         self.observedValue = observedValue
         self.observedUnit = observedUnit
@@ -94,7 +96,7 @@ public struct HealthCheckResult: Sendable, Equatable {
 
     /// How old the result is at monotonic time `now` (ns); zero for a result measured after `now`
     /// (a reader takes `now` before the lock, and a check may store a newer result meanwhile).
-    public func age(at now: UInt64 = Monotonic.now()) -> Duration {
+    public func age(at now: UInt64 = MonotonicClock.nanoseconds()) -> Duration {
         now > measuredAt ? .nanoseconds(Int64(now - measuredAt)) : .zero
     }
 }

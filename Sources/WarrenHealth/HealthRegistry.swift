@@ -62,7 +62,7 @@ public final class HealthRegistry: Sendable {
     // MARK: Reading
 
     /// The cached result of one check, with staleness applied; `nil` for an unknown check.
-    public func result(of name: String, now: UInt64 = Monotonic.now()) -> HealthCheckResult? {
+    public func result(of name: String, now: UInt64 = MonotonicClock.nanoseconds()) -> HealthCheckResult? {
         state.withLock { state in
             guard let check = state.checks[name] else { return nil }
             return effectiveResult(check, state.results[name], now: now)
@@ -70,7 +70,7 @@ public final class HealthRegistry: Sendable {
     }
 
     /// The cached results of every check of `kind` except `excluded`, in registration order.
-    public func results(kind: HealthCheckKind, excluding excluded: Set<String> = [], now: UInt64 = Monotonic.now())
+    public func results(kind: HealthCheckKind, excluding excluded: Set<String> = [], now: UInt64 = MonotonicClock.nanoseconds())
         -> [(check: HealthCheck, result: HealthCheckResult)]
     {
         state.withLock { state in
@@ -120,11 +120,11 @@ public final class HealthRegistry: Sendable {
 
     private func loop(_ evaluator: CheckEvaluator) async {
         while !Task.isCancelled {
-            let started = ContinuousClock.now
+            let started = MonotonicClock.now
             let result = store(await evaluator.evaluate(), for: evaluator.check)
             // A failing check is retried sooner, so recovery (and start-up) shows within ~100 ms.
             let interval = result.status == .fail ? min(evaluator.check.interval, Self.failingInterval) : evaluator.check.interval
-            try? await Task.sleep(until: started + interval, clock: .continuous)
+            try? await Task.sleep(until: started + interval, clock: MonotonicClock())
         }
     }
 

@@ -28,7 +28,7 @@ public final class LivenessWatchdog: Sendable {
         precondition(stallThreshold > tickInterval, "LivenessWatchdog: stallThreshold must exceed tickInterval")
         self.stallThreshold = stallThreshold
         self.tickInterval = tickInterval
-        self.poolTick = Atomic(Monotonic.now())
+        self.poolTick = Atomic(MonotonicClock.nanoseconds())
     }
 
     /// Watches a thread that publishes its loop time (monotonic ns) at least every `period`.
@@ -40,13 +40,13 @@ public final class LivenessWatchdog: Sendable {
     /// Ticks on the cooperative pool until the task is cancelled.
     public func run() async {
         while !Task.isCancelled {
-            poolTick.store(Monotonic.now(), ordering: .relaxed)
+            poolTick.store(MonotonicClock.nanoseconds(), ordering: .relaxed)
             try? await Task.sleep(for: tickInterval)
         }
     }
 
     /// The state of every ticker at monotonic time `now`.
-    public func readings(now: UInt64 = Monotonic.now()) -> [Reading] {
+    public func readings(now: UInt64 = MonotonicClock.nanoseconds()) -> [Reading] {
         var readings = [reading("swift-concurrency", last: poolTick.load(ordering: .relaxed), period: tickInterval, now: now)]
         let watched = threads.withLock { $0 }
         for thread in watched {

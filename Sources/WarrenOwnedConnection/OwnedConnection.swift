@@ -1,4 +1,5 @@
 import NIOPosix
+import WarrenSystem
 
 /// One connection of a blocking C client, owned by one OS thread and used from async code.
 ///
@@ -37,7 +38,7 @@ public final class OwnedConnection<Driver: ConnectionDriver>: Sendable {
         _ call: String,
         _ body: @escaping @Sendable (Session) throws(Driver.Failure) -> T
     ) async throws -> T {
-        let submittedAt = ContinuousClock.now
+        let submittedAt = MonotonicClock.now
         return try await onOwnerThread { session in try session.run(call, submittedAt: submittedAt, body) }
     }
 

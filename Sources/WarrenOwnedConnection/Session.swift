@@ -1,4 +1,5 @@
 import Synchronization
+import WarrenSystem
 
 extension OwnedConnection {
     /// The connection as the owner thread sees it: what a call's body uses.
@@ -12,7 +13,7 @@ extension OwnedConnection {
         let isShutDown = Atomic<Bool>(false)
         private var handle: Driver.Handle?
         /// The last timeout: calls queued before it fail at once instead of waiting out another one.
-        private var lastTimeout: (at: ContinuousClock.Instant, failure: Driver.Failure)?
+        private var lastTimeout: (at: MonotonicClock.Instant, failure: Driver.Failure)?
         private var confinement = ThreadConfinement()
         /// Successful connects so far.
         private(set) var connectCount = 0
@@ -48,7 +49,7 @@ extension OwnedConnection {
         /// last timeout; closes the connection after a failure that drops it.
         func run<T>(
             _ call: String,
-            submittedAt: ContinuousClock.Instant,
+            submittedAt: MonotonicClock.Instant,
             _ body: (Session) throws(Driver.Failure) -> T
         ) throws(Driver.Failure) -> T {
             confinement.check()
@@ -60,7 +61,7 @@ extension OwnedConnection {
                 return try body(self)
             } catch {
                 if driver.dropsConnection(error) { close() }
-                if driver.isTimeout(error) { lastTimeout = (ContinuousClock.now, error) }
+                if driver.isTimeout(error) { lastTimeout = (MonotonicClock.now, error) }
                 throw error
             }
         }

@@ -2,13 +2,7 @@ import CLibPQ
 import WarrenOwnedConnection
 import WarrenSystem
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The libpq side of a ``PostgresClient``'s ``OwnedConnection``: connecting, queries, failures.
 ///
@@ -44,7 +38,7 @@ struct PostgresConnection: ConnectionDriver {
     // MARK: - Connect
 
     func connect() throws(PostgresError) -> OpaquePointer {
-        let deadline = ContinuousClock.now + configuration.connectTimeout
+        let deadline = MonotonicClock.now + configuration.connectTimeout
         let endpoint = configuration.endpoint
         guard let connection = Self.start(configuration.connectionParameters) else {
             throw PostgresError(.connectFailed, "could not allocate a libpq connection for PostgreSQL at \(endpoint)")
@@ -77,7 +71,7 @@ struct PostgresConnection: ConnectionDriver {
     }
 
     /// Drives `PQconnectPoll` until the connection is up, polling the socket until `deadline`.
-    private func finishConnecting(_ connection: OpaquePointer, deadline: ContinuousClock.Instant) throws(PostgresError) {
+    private func finishConnecting(_ connection: OpaquePointer, deadline: MonotonicClock.Instant) throws(PostgresError) {
         let endpoint = configuration.endpoint
         guard PQstatus(connection) != CONNECTION_BAD else {
             throw PostgresError(.connectFailed, "could not connect to PostgreSQL at \(endpoint): \(errorText(connection)); check that it is running and reachable")
@@ -111,7 +105,7 @@ struct PostgresConnection: ConnectionDriver {
     /// its result, every wait bounded by `queryTimeout`.
     private func query(_ sql: String, _ parameters: [String?], on connection: OpaquePointer,
                        in session: OwnedConnection<Self>.Session) throws(PostgresError) -> PostgresResult {
-        let deadline = ContinuousClock.now + configuration.queryTimeout
+        let deadline = MonotonicClock.now + configuration.queryTimeout
         guard Self.send(sql, parameters, on: connection) else {
             if PQstatus(connection) == CONNECTION_OK {  // refused by libpq itself, e.g. too many parameters
                 throw PostgresError(.queryFailed, "libpq refused the statement: \(errorText(connection))")

@@ -2,13 +2,7 @@ import CHiredis
 import WarrenOwnedConnection
 import WarrenSystem
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The hiredis side of a ``RedisClient``'s ``OwnedConnection``: connecting, commands, failures.
 ///
@@ -45,7 +39,7 @@ struct RedisConnection: ConnectionDriver {
     func connect() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
         blockSIGPIPEOnCurrentThread()
         let endpoint = configuration.endpoint
-        let started = ContinuousClock.now
+        let started = MonotonicClock.now
         guard let context = redisConnectWithTimeout(configuration.host, Int32(clamping: configuration.port),
                                                     configuration.connectTimeout.timevalValue)
         else {
@@ -54,7 +48,7 @@ struct RedisConnection: ConnectionDriver {
         if context.pointee.err != 0 {
             let reason = Self.errorText(context)
             redisFree(context)
-            if ContinuousClock.now - started >= configuration.connectTimeout || reason.contains("timed out") {
+            if MonotonicClock.now - started >= configuration.connectTimeout || reason.contains("timed out") {
                 throw RedisError(.timeout, "could not connect to Redis at \(endpoint) within \(configuration.connectTimeout.secondsText) (\(reason)); check that it is up and reachable")
             }
             throw RedisError(.connectFailed, "could not connect to Redis at \(endpoint): \(reason); check that it is running and reachable")

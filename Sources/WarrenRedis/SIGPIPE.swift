@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Blocks SIGPIPE for the calling thread. hiredis writes with plain `write(2)`, and a write to a
 /// socket the server has reset would otherwise raise SIGPIPE and kill the process; with the signal

@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Starts a detached OS thread running `body`: C calls that block belong on such a thread, never
 /// on Swift's cooperative pool.
@@ -21,11 +15,7 @@ public func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Int32
     pthread_attr_init(&attributes)
     defer { pthread_attr_destroy(&attributes) }
     pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-    #if canImport(Darwin)
-    var thread: pthread_t?
-    #else
     var thread = pthread_t()
-    #endif
     let rc = pthread_create(&thread, &attributes, { raw in
         Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
         return nil

@@ -33,4 +33,19 @@ struct HealthReportTests {
         #expect(HealthReport(status: .pass).json() == #"{"status":"pass","checks":{}}"#)
         #expect(HealthReport(status: .warn).httpStatus == 200)
     }
+
+    /// Check names are the user's: a name with quotes, backslashes or control characters still
+    /// renders valid JSON, in the report's keys as in the 404 of an unknown check.
+    @Test func escapesCheckNames() async throws {
+        let name = "we\"ird\\name\n"
+        let registry = HealthRegistry()
+        registry.register(HealthCheck(name: name, probe: {}))
+        _ = await registry.evaluate(name)
+        registry.markStarted()
+        let reporter = HealthReporter(registry: registry, watchdog: LivenessWatchdog(stallThreshold: .seconds(5)))
+        let report = reporter.readiness(excluding: [])
+        let json = try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as! [String: Any]
+        let checks = try #require(json["checks"] as? [String: Any])
+        #expect(checks.keys.contains { $0.hasPrefix(name + ":") }, "\(checks.keys)")
+    }
 }

@@ -1,16 +1,17 @@
 import Synchronization
 import Testing
+import WarrenSystem
 @testable import WarrenHealth
 
 @Suite("Liveness watchdog")
 struct LivenessWatchdogTests {
     @Test func threadStallFailsAndRecovers() async {
         let watchdog = LivenessWatchdog(stallThreshold: .milliseconds(300), tickInterval: .milliseconds(10))
-        let tick = Atomic<UInt64>(Monotonic.now())
+        let tick = Atomic<UInt64>(MonotonicClock.nanoseconds())
         watchdog.watch(thread: "amqp-io") { tick.load(ordering: .relaxed) }
         let runner = Task { await watchdog.run() }
         defer { runner.cancel() }
-        let now = Monotonic.now()
+        let now = MonotonicClock.nanoseconds()
         tick.store(now, ordering: .relaxed)
         #expect(watchdog.readings(now: now).allSatisfy { $0.status == .pass })
         let later = now + 1_000_000_000
