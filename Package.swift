@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "WarrenHealth", targets: ["WarrenHealth"]),
         .library(name: "WarrenHTTP", targets: ["WarrenHTTP"]),
         .library(name: "Warren", targets: ["Warren"]),
+        .library(name: "WarrenRedis", targets: ["WarrenRedis"]),
+        .library(name: "WarrenPostgres", targets: ["WarrenPostgres"]),
         .executable(name: "event-worker", targets: ["EventWorker"]),
     ],
     dependencies: [
@@ -82,8 +84,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .target(name: "WarrenRedis", dependencies: ["CHiredis", "WarrenSystem", "WarrenOwnedConnection"]),
-        .target(name: "WarrenPostgres", dependencies: ["CLibPQ", "WarrenSystem", "WarrenOwnedConnection"]),
+        // Each client ships its readiness check (HealthCheck.redis / .postgres), so `Warren` itself
+        // links neither hiredis nor libpq: a user's binary carries only the clients it imports.
+        .target(name: "WarrenRedis", dependencies: ["CHiredis", "WarrenSystem", "WarrenOwnedConnection", "WarrenHealth"]),
+        .target(name: "WarrenPostgres", dependencies: ["CLibPQ", "WarrenSystem", "WarrenOwnedConnection", "WarrenHealth"]),
         .testTarget(name: "WarrenRedisTests", dependencies: ["WarrenRedis", "WarrenTestSupport"]),
         .testTarget(name: "WarrenPostgresTests", dependencies: ["WarrenPostgres", "WarrenTestSupport"]),
         .target(name: "WarrenHealth", dependencies: ["WarrenSystem"]),
@@ -94,8 +98,6 @@ let package = Package(
                 "WarrenHealth",
                 "WarrenSystem",
                 "WarrenHTTP",
-                "WarrenRedis",
-                "WarrenPostgres",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -112,6 +114,8 @@ let package = Package(
             name: "EventWorker",
             dependencies: [
                 "Warren",
+                "WarrenRedis",
+                "WarrenPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -128,7 +132,7 @@ let package = Package(
         .testTarget(
             name: "WarrenIntegrationTests",
             dependencies: [
-                "Warren", "WarrenAMQP", "WarrenHealth", "WarrenHTTP", "WarrenTestSupport",
+                "Warren", "WarrenAMQP", "WarrenHealth", "WarrenHTTP", "WarrenRedis", "WarrenPostgres", "WarrenTestSupport",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
