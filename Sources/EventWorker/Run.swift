@@ -39,18 +39,19 @@ struct Run: AsyncParsableCommand {
             configuration: WorkerConfiguration(
                 amqp: settings.amqp, healthHost: settings.healthHost, healthPort: settings.healthPort,
                 drainTimeout: settings.drainTimeout),
-            subscription: Subscription(queue: settings.queue, queueType: settings.queueType,
-                                       prefetch: settings.prefetch, concurrency: settings.concurrency, batchHandler: handler),
+            subscription: Subscription(
+                Topology(queue: settings.queue, queueType: settings.queueType),
+                options: SubscriptionOptions(prefetch: settings.prefetch, concurrency: settings.concurrency),
+                batchHandler: handler),
             registry: registry,
             logger: logger)
         if settings.handler == .ingest {
-            worker.addCheck(.redis(redis))
-            worker.addCheck(.postgres(postgres, gatesConsumption: true))
-            worker.addStartupTask("create table events") { try await job.migrate() }
+            try worker.addCheck(.redis(redis))
+            try worker.addCheck(.postgres(postgres, gatesConsumption: true))
+            try worker.addStartupTask("create table events") { try await job.migrate() }
         }
-        var router = worker.makeRouter()
-        worker.addMetricsRoute(to: &router) { prometheus.emitToBuffer() }
-        try await worker.run(router: router)
+        try worker.addMetricsRoute { prometheus.emitToBuffer() }
+        try await worker.runUntilSignalled()
         await redis.shutdown()
         await postgres.shutdown()
     }

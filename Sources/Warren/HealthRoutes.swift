@@ -2,35 +2,9 @@ import NIOCore
 import NIOHTTP1
 import WarrenHealth
 import WarrenHTTP
+import WarrenSystem
 
-extension HTTPRouter {
-    /// The probe routes of the health contract, answered on the server's event loop from cached
-    /// state only (no await, no dependency round trip), so they answer even when Swift's cooperative
-    /// pool is stuck — which is exactly what `/internal/alive` must be able to report.
-    ///
-    /// - `/internal/alive`: liveness watchdog.
-    /// - `/internal/ready` (`?exclude=<check>`, repeatable): every readiness check.
-    /// - `/internal/ready/<check>`: one check; 404 for an unknown check.
-    /// - `/internal/started`: start-up finished.
-    public mutating func addHealthRoutes(_ reporter: HealthReporter) {
-        get(HealthPaths.alive, .immediate { _ in reporter.liveness().httpResponse })
-        get(HealthPaths.ready, .immediate { request in
-            reporter.readiness(excluding: Set(request.queryValues(for: "exclude"))).httpResponse
-        })
-        get(prefix: HealthPaths.ready + "/", .immediate { request in
-            guard let name = request.pathRemainder, !name.isEmpty, let report = reporter.readiness(check: name) else {
-                // Check names are the user's: rendered through the report's JSON escaping like every string.
-                let known = reporter.registry.checkNames(kind: .readiness).joined(separator: ", ")
-                let report = HealthReport(status: .fail, output: "unknown check; known: \(known)")
-                return .json(report.json(), status: .notFound, contentType: HealthReport.contentType)
-            }
-            return report.httpResponse
-        })
-        get(HealthPaths.started, .immediate { _ in reporter.startup().httpResponse })
-    }
-}
-
-/// The probe paths; deploy files and the drift test use these same strings.
+/// The paths of the health contract.
 public enum HealthPaths {
     public static let alive = "/internal/alive"
     public static let ready = "/internal/ready"
@@ -38,11 +12,95 @@ public enum HealthPaths {
     public static let metrics = "/metrics"
 }
 
-extension HealthReport {
-    /// 200 or 503 with the `application/health+json` body; `Cache-Control: no-store`.
+/// The health routes as plain values, to mount on an application's own HTTP server (Hummingbird,
+/// Vapor, …) instead of, or beside, the worker's side port. Answers come from cached state only
+/// (no await, no dependency round trip), so they are cheap enough for any server's event loop.
+///
+/// ```swift
+/// let health = worker.healthEndpoints
+/// router.get("/internal/**") { request, _ in
+///     let answer = health.respond(path: request.uri.path, query: request.uri.query) ?? .notFound
+///     return Response(status: .init(code: answer.status), headers: [.contentType: answer.contentType],
+///                     body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+/// }
+/// ```
+public struct HealthEndpoints: Sendable {
+    /// An answer: status code, content type and body (`application/health+json`).
+    public struct Response: Sendable, Equatable {
+        public var status: Int
+        public var contentType: String
+        public var body: [UInt8]
+
+        /// 404 for a path that is no health route.
+        public static let notFound = Response(status: 404, contentType: "text/plain; charset=utf-8", body: Array("not found\n".utf8))
+    }
+
+    public let reporter: HealthReporter
+
+    public init(reporter: HealthReporter) {
+        self.reporter = reporter
+    }
+
+    /// The answer to `GET path?query`, or `nil` when `path` is not a health route.
+    ///
+    /// - `/internal/alive`: the liveness watchdog (and the uptime).
+    /// - `/internal/ready` (`?exclude=<check>`, repeatable): every readiness check.
+    /// - `/internal/ready/<check>`: one check; 404 for an unknown check.
+    /// - `/internal/started`: start-up finished.
+    public func respond(path: String, query: String? = nil) -> Response? {
+        let request = HTTPRequest(method: .GET, uri: query.map { "\(path)?\($0)" } ?? path)
+        switch request.path {
+        case HealthPaths.alive:
+            return Response(reporter.liveness())
+        case HealthPaths.ready:
+            return Response(reporter.readiness(excluding: Set(request.queryValues(for: "exclude"))))
+        case HealthPaths.started:
+            return Response(reporter.startup())
+        case let other where other.hasPrefix(HealthPaths.ready + "/"):
+            let name = PercentEncoding.decode(other.dropFirst(HealthPaths.ready.count + 1)).map { String(decoding: $0, as: UTF8.self) }
+            return readiness(check: name)
+        default:
+            return nil
+        }
+    }
+
+    /// `/internal/ready/<check>`: that check's report, or a 404 naming the known checks.
+    func readiness(check name: String?) -> Response {
+        if let name, !name.isEmpty, let report = reporter.readiness(check: name) {
+            return Response(report)
+        }
+        // Check names are the user's: rendered through the report's JSON escaping like every string.
+        let known = reporter.registry.checkNames(kind: .readiness).joined(separator: ", ")
+        let report = HealthReport(status: .fail, output: "unknown check; known: \(known)",
+                                  version: reporter.version, releaseId: reporter.releaseId)
+        return Response(status: 404, contentType: HealthReport.contentType, body: Array(report.json().utf8))
+    }
+}
+
+extension HealthEndpoints.Response {
+    init(_ report: HealthReport) {
+        self.init(status: report.httpStatus, contentType: HealthReport.contentType, body: Array(report.json().utf8))
+    }
+
+    /// The answer as the side port serves it, with `Cache-Control: no-store`.
     var httpResponse: HTTPResponse {
-        var response = HTTPResponse.json(json(), status: HTTPResponseStatus(statusCode: httpStatus), contentType: HealthReport.contentType)
+        var response = HTTPResponse(status: HTTPResponseStatus(statusCode: status), bytes: body, contentType: contentType)
         response.headers.replaceOrAdd(name: "Cache-Control", value: "no-store")
         return response
+    }
+}
+
+extension HTTPRouter {
+    /// The probe routes of the health contract (see ``HealthEndpoints``) on the side port, answered on
+    /// its event loop, so they answer even when Swift's cooperative pool is stuck — which is exactly
+    /// what `/internal/alive` must be able to report.
+    public mutating func addHealthRoutes(_ reporter: HealthReporter) {
+        let endpoints = HealthEndpoints(reporter: reporter)
+        get(HealthPaths.alive, .immediate { _ in HealthEndpoints.Response(reporter.liveness()).httpResponse })
+        get(HealthPaths.ready, .immediate { request in
+            HealthEndpoints.Response(reporter.readiness(excluding: Set(request.queryValues(for: "exclude")))).httpResponse
+        })
+        get(prefix: HealthPaths.ready + "/", .immediate { request in endpoints.readiness(check: request.pathRemainder).httpResponse })
+        get(HealthPaths.started, .immediate { _ in HealthEndpoints.Response(reporter.startup()).httpResponse })
     }
 }

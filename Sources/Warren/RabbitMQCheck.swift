@@ -8,24 +8,40 @@ public struct CheckFailure: Error, CustomStringConvertible {
 }
 
 extension HealthCheck {
-    /// `rabbitmq`: the connection is open and our consumer is registered, proven by a round trip to
-    /// the broker (a passive declare on the consumer's channel), not by a local flag. While consumption
-    /// is paused by the gate, the round trip alone is checked.
+    /// `rabbitmq` for one subscription; see ``rabbitmq(timeout:interval:_:)``.
     public static func rabbitmq(_ service: SubscriptionService, timeout: Duration = .milliseconds(800),
                                 interval: Duration = .milliseconds(500)) -> HealthCheck {
+        rabbitmq(timeout: timeout, interval: interval) { [service] }
+    }
+
+    /// `rabbitmq`: every subscription's connection is open and its consumer registered, proven by a
+    /// round trip to the broker (a passive declare on the consumer's channel), not by a local flag. A
+    /// subscription paused by its gate proves the round trip alone. The subscriptions are verified
+    /// concurrently; the first failure names its queue.
+    public static func rabbitmq(timeout: Duration = .milliseconds(800), interval: Duration = .milliseconds(500),
+                                _ subscriptions: @escaping @Sendable () -> [SubscriptionService]) -> HealthCheck {
+        HealthCheck(name: "rabbitmq", kind: .readiness, timeout: timeout, interval: interval) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for service in subscriptions() {
+                    group.addTask { try await verify(service) }
+                }
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    private static func verify(_ service: SubscriptionService) async throws {
         let queue = service.subscription.topology.queue
-        return HealthCheck(name: "rabbitmq", kind: .readiness, timeout: timeout, interval: interval) {
-            let (connection, consumerTag) = service.current
-            guard let connection, connection.state.isOpen else {
-                throw CheckFailure("not connected to the broker (\(service.phase.summary))")
-            }
-            if let consumerTag {
-                try await connection.verifyConsumer(consumerTag, queue: queue)
-            } else if !service.gate.isOpen {
-                _ = try await connection.inspectQueue(queue)
-            } else {
-                throw CheckFailure("connected, but no consumer registered on queue '\(queue)' yet")
-            }
+        let (connection, consumerTag) = service.current
+        guard let connection, connection.state.isOpen else {
+            throw CheckFailure("queue '\(queue)': not connected to the broker (\(service.phase.summary))")
+        }
+        if let consumerTag {
+            try await connection.verifyConsumer(consumerTag, queue: queue)
+        } else if !service.gate.isOpen {
+            _ = try await connection.inspectQueue(queue)
+        } else {
+            throw CheckFailure("connected, but no consumer registered on queue '\(queue)' yet")
         }
     }
 }

@@ -1,60 +1,161 @@
+import Logging
 import WarrenAMQP
 
-/// What a worker consumes and how: a queue, a handler, and the limits around it.
-public struct Subscription: Sendable {
-    /// The queue and its dead-letter companions.
-    public var topology: Topology
+/// How a subscription consumes: limits, retries, and the checks it waits for.
+public struct SubscriptionOptions: Sendable {
     /// Unacknowledged deliveries the broker may push ahead (`basic.qos`).
     public var prefetch: UInt16
     /// Handlers running at once (at most `prefetch`).
     public var concurrency: Int
     /// Deliveries of a failing message before it is dead-lettered.
     public var maxAttempts: Int
+    /// The readiness checks this subscription's handler needs: while one of them fails, this
+    /// subscription pauses (its consumer is cancelled; messages wait in the queue) and the others go
+    /// on. `nil`: every check added with `gatesConsumption: true`.
+    public var needs: Set<String>?
+
+    public init(prefetch: UInt16 = 100, concurrency: Int = 16, maxAttempts: Int = 3, needs: Set<String>? = nil) {
+        self.prefetch = prefetch
+        self.concurrency = concurrency
+        self.maxAttempts = maxAttempts
+        self.needs = needs
+    }
+}
+
+/// What the subscription service gives a handler besides the deliveries.
+struct HandlerEnvironment: Sendable {
+    /// The queue consumed.
+    var queue: String
+    /// Publishes on the connection that delivered the messages.
+    var publisher: any MessagePublisher
+    var logger: Logger
+    /// The attempt a delivery is, from 1.
+    var attempt: @Sendable (AMQPDelivery) -> Int
+}
+
+/// What a worker consumes and how: a queue with its topology, a handler, and the limits around it.
+///
+/// ```swift
+/// struct OrderPlaced: Decodable { var id: String; var total: Int }
+/// struct Receipt: Encodable { var order: String }
+///
+/// let receipts = Subscription(Topology(queue: "receipts", bindings: [.topic("shop", "order.*.placed")])) {
+///     (order: OrderPlaced, context: MessageContext) in
+///     try await context.publish(Receipt(order: order.id), to: "shop", routingKey: "receipt.created")
+/// }
+/// ```
+///
+/// Three kinds of handler: typed (a `Decodable` message and a ``MessageContext``; returning acks,
+/// throwing retries), raw (one ``AMQPDelivery`` → a ``MessageOutcome``) and chunk (many deliveries →
+/// one outcome each, for throughput).
+public struct Subscription: Sendable {
+    /// The queue and its dead-letter companions, exchanges and bindings.
+    public var topology: Topology
+    public var options: SubscriptionOptions
     /// The smallest chunk a delivery batch is cut into (1 for one-message handlers, so they run in
     /// parallel; larger for chunk handlers, which gain from fewer, bigger chunks).
     public var minimumChunk: Int
-    /// Decides the fate of a chunk of messages, one outcome per delivery, in order. Runs on Swift
-    /// concurrency; it must not block a thread.
-    public var handler: @Sendable ([AMQPDelivery]) async -> [MessageOutcome]
+    /// Decides the fate of a chunk of messages, one outcome per delivery, in order.
+    let handler: @Sendable ([AMQPDelivery], HandlerEnvironment) async -> [MessageOutcome]
 
-    /// A subscription whose handler sees one message at a time.
+    public var prefetch: UInt16 { options.prefetch }
+    public var concurrency: Int { options.concurrency }
+    public var maxAttempts: Int { options.maxAttempts }
+
+    /// A subscription whose handler takes a typed message, decoded from the body (JSON unless a
+    /// `decoder` says otherwise).
+    ///
+    /// - A body that does not decode is dead-lettered with the decoding error as the reason; the
+    ///   handler does not run.
+    /// - The handler returns: the message is acked. It throws ``DependencyUnavailable``: requeued,
+    ///   not an attempt. ``InvalidMessage``: dead-lettered at once. Anything else: retried, up to
+    ///   ``SubscriptionOptions/maxAttempts``, then dead-lettered.
+    public init<Message: Decodable & Sendable>(
+        _ topology: Topology,
+        options: SubscriptionOptions = SubscriptionOptions(),
+        decoder: any MessageDecoder = JSONMessageDecoder(),
+        encoder: any MessageEncoder = JSONMessageEncoder(),
+        handler: @escaping @Sendable (Message, MessageContext) async throws -> Void
+    ) {
+        self.init(topology, options: options, minimumChunk: 1) { deliveries, environment in
+            var outcomes: [MessageOutcome] = []
+            outcomes.reserveCapacity(deliveries.count)
+            for delivery in deliveries {
+                let message: Message
+                do {
+                    message = try decoder.decode(Message.self, from: delivery.body, properties: delivery.properties)
+                } catch {
+                    outcomes.append(.deadLetter(reason: describe(decodingError: error)))
+                    continue
+                }
+                let context = MessageContext(queue: environment.queue, delivery: delivery, attempt: environment.attempt(delivery),
+                                             publisher: environment.publisher, encoder: encoder, logger: environment.logger)
+                do {
+                    try await handler(message, context)
+                    outcomes.append(.ack)
+                } catch {
+                    outcomes.append(MessageOutcome(error: error))
+                }
+            }
+            return outcomes
+        }
+    }
+
+    /// A subscription whose handler sees one raw message at a time and says what to do with it.
     public init(
-        queue: String,
-        queueType: QueueType = .classic,
-        prefetch: UInt16 = 100,
-        concurrency: Int = 16,
-        maxAttempts: Int = 3,
+        _ topology: Topology,
+        options: SubscriptionOptions = SubscriptionOptions(),
         handler: @escaping @Sendable (AMQPDelivery) async -> MessageOutcome
     ) {
-        self.init(queue: queue, queueType: queueType, prefetch: prefetch, concurrency: concurrency,
-                  maxAttempts: maxAttempts, minimumChunk: 1, batchHandler: { deliveries in
-                      var outcomes: [MessageOutcome] = []
-                      outcomes.reserveCapacity(deliveries.count)
-                      for delivery in deliveries { outcomes.append(await handler(delivery)) }
-                      return outcomes
-                  })
+        self.init(topology, options: options, minimumChunk: 1) { deliveries, _ in
+            var outcomes: [MessageOutcome] = []
+            outcomes.reserveCapacity(deliveries.count)
+            for delivery in deliveries { outcomes.append(await handler(delivery)) }
+            return outcomes
+        }
     }
 
     /// A subscription whose handler sees chunks of messages: under load each delivery batch from the
-    /// broker is split into at most `concurrency` chunks, so a handler can, say, insert a chunk with
-    /// one statement. It must return exactly one outcome per delivery, in the same order.
+    /// broker is split into at most `concurrency` chunks (of at least `minimumChunk`), so a handler
+    /// can, say, insert a chunk with one statement. It must return exactly one outcome per delivery,
+    /// in the same order; a chunk answered with another count fails as a whole (retried) and is logged.
     public init(
-        queue: String,
-        queueType: QueueType = .classic,
-        prefetch: UInt16 = 100,
-        concurrency: Int = 16,
-        maxAttempts: Int = 3,
+        _ topology: Topology,
+        options: SubscriptionOptions = SubscriptionOptions(),
         minimumChunk: Int = 64,
         batchHandler: @escaping @Sendable ([AMQPDelivery]) async -> [MessageOutcome]
     ) {
-        precondition(prefetch > 0, "Subscription: prefetch must be positive")
-        precondition(concurrency > 0, "Subscription: concurrency must be positive")
-        precondition(maxAttempts > 0, "Subscription: maxAttempts must be positive")
-        self.topology = Topology(queue: queue, queueType: queueType)
-        self.prefetch = prefetch
-        self.concurrency = min(concurrency, Int(prefetch))
-        self.maxAttempts = maxAttempts
+        self.init(topology, options: options, minimumChunk: minimumChunk) { deliveries, _ in await batchHandler(deliveries) }
+    }
+
+    private init(_ topology: Topology, options: SubscriptionOptions, minimumChunk: Int,
+                 handler: @escaping @Sendable ([AMQPDelivery], HandlerEnvironment) async -> [MessageOutcome]) {
+        precondition(options.prefetch > 0, "Subscription: prefetch must be positive")
+        precondition(options.concurrency > 0, "Subscription: concurrency must be positive")
+        precondition(options.maxAttempts > 0, "Subscription: maxAttempts must be positive")
+        var options = options
+        options.concurrency = min(options.concurrency, Int(options.prefetch))
+        self.topology = topology
+        self.options = options
         self.minimumChunk = max(1, minimumChunk)
-        self.handler = batchHandler
+        self.handler = handler
+    }
+}
+
+extension MessageOutcome {
+    /// The outcome of a handler that threw `error`.
+    init(error: any Error) {
+        switch error {
+        case let error as DependencyUnavailable: self = .requeue(reason: error.description)
+        case let error as InvalidMessage: self = .deadLetter(reason: error.reason)
+        default: self = .retry(reason: "\(error)")
+        }
+    }
+}
+
+extension Topology: ExpressibleByStringLiteral {
+    /// A queue of that name with the defaults: classic, no bindings (`Subscription("jobs") { … }`).
+    public init(stringLiteral queue: String) {
+        self.init(queue: queue)
     }
 }

@@ -170,7 +170,7 @@ public final class SubscriptionService: Sendable {
                 try? await consumer.cancel()
             }
             defer { pauser.cancel() }
-            try await handle(consumer)
+            try await handle(consumer, on: connection)
         }
     }
 
@@ -188,8 +188,11 @@ public final class SubscriptionService: Sendable {
 
     /// Runs the handler for each delivery with at most `concurrency` at once; returns when the
     /// consumer's sequence ends and every handler finished.
-    private func handle(_ consumer: AMQPConsumer) async throws {
+    private func handle(_ consumer: AMQPConsumer, on connection: AMQPConnection) async throws {
         let limit = subscription.concurrency
+        let failures = self.failures
+        let environment = HandlerEnvironment(queue: subscription.topology.queue, publisher: connection, logger: logger,
+                                             attempt: { failures.attempt(of: $0) })
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
             for try await batch in consumer.batches {
@@ -204,14 +207,14 @@ public final class SubscriptionService: Sendable {
                         running -= 1
                     }
                     running += 1
-                    group.addTask { await self.process(Array(chunk)) }
+                    group.addTask { await self.process(Array(chunk), environment) }
                 }
             }
             try await group.waitForAll()
         }
     }
 
-    private func process(_ chunk: [AMQPDelivery]) async {
+    private func process(_ chunk: [AMQPDelivery], _ environment: HandlerEnvironment) async {
         guard gate.isOpen else {
             for delivery in chunk { delivery.nack(requeue: true) }  // arrived after we decided to pause
             metrics.requeued.increment(by: Int64(chunk.count))
@@ -219,7 +222,7 @@ public final class SubscriptionService: Sendable {
         }
         metrics.inFlight.increment(by: Double(chunk.count))
         let started = MonotonicClock.now
-        var outcomes = await subscription.handler(chunk)
+        var outcomes = await subscription.handler(chunk, environment)
         let share = (MonotonicClock.now - started).nanoseconds / Int64(chunk.count)
         metrics.inFlight.decrement(by: Double(chunk.count))
         if outcomes.count != chunk.count {

@@ -8,15 +8,143 @@ public enum QueueType: String, Sendable, CaseIterable {
     case quorum
 }
 
+/// An exchange a subscription binds its queue to. Declared (durable by default) before the queue is
+/// bound, so a worker can start before any publisher; declaring an existing exchange with another
+/// type fails with the broker's 406 PRECONDITION_FAILED.
+public struct Exchange: Sendable, Hashable {
+    /// The routing an exchange does.
+    public enum Kind: String, Sendable, CaseIterable {
+        /// Routes to the queues bound with exactly the message's routing key.
+        case direct
+        /// Routes by pattern: `*` matches one dot-separated word, `#` zero or more.
+        case topic
+        /// Routes to every bound queue; routing keys are ignored.
+        case fanout
+        /// Routes by message headers (`x-match` all or any).
+        case headers
+    }
+
+    public var name: String
+    public var kind: Kind
+    public var durable: Bool
+    public var autoDelete: Bool
+    public var arguments: AMQPTable
+
+    public init(_ name: String, kind: Kind, durable: Bool = true, autoDelete: Bool = false, arguments: AMQPTable = [:]) {
+        self.name = name
+        self.kind = kind
+        self.durable = durable
+        self.autoDelete = autoDelete
+        self.arguments = arguments
+    }
+}
+
+/// A binding of a subscription's queue to an exchange.
+public struct Binding: Sendable, Hashable {
+    public var exchange: Exchange
+    /// The routing key, or pattern for a topic exchange; ignored by fanout and headers exchanges.
+    public var routingKey: String
+    /// Binding arguments: for a headers exchange, the headers to match and `x-match`.
+    public var arguments: AMQPTable
+
+    public init(exchange: Exchange, routingKey: String = "", arguments: AMQPTable = [:]) {
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.arguments = arguments
+    }
+
+    /// Messages published to topic exchange `exchange` whose routing key matches `pattern`
+    /// (`orders.*.created`, `audit.#`).
+    public static func topic(_ exchange: String, _ pattern: String) -> Binding {
+        Binding(exchange: Exchange(exchange, kind: .topic), routingKey: pattern)
+    }
+
+    /// Messages published to direct exchange `exchange` with routing key `key`.
+    public static func direct(_ exchange: String, _ key: String) -> Binding {
+        Binding(exchange: Exchange(exchange, kind: .direct), routingKey: key)
+    }
+
+    /// Every message published to fanout exchange `exchange`.
+    public static func fanout(_ exchange: String) -> Binding {
+        Binding(exchange: Exchange(exchange, kind: .fanout))
+    }
+
+    /// Messages published to headers exchange `exchange` whose headers match `headers`: all of them
+    /// (`matchAll`, the default) or any one.
+    public static func headers(_ exchange: String, matchAll: Bool = true, _ headers: AMQPTable) -> Binding {
+        var arguments = headers
+        arguments["x-match"] = .string(matchAll ? "all" : "any")
+        return Binding(exchange: Exchange(exchange, kind: .headers), arguments: arguments)
+    }
+}
+
+/// What the broker does when a queue with a length limit is full.
+public enum OverflowBehavior: String, Sendable {
+    /// Drop (or dead-letter) the oldest message: the default.
+    case dropHead = "drop-head"
+    /// Refuse new messages (publishers with confirms get a nack).
+    case rejectPublish = "reject-publish"
+    /// Refuse new messages and dead-letter them.
+    case rejectPublishDeadLetter = "reject-publish-dlx"
+}
+
+/// Arguments of a subscription's queue beyond its type and dead-lettering. A queue's arguments are
+/// fixed when it is first declared: changing one later fails with the broker's 406
+/// PRECONDITION_FAILED naming it (delete the queue, or use a policy, to change them).
+public struct QueueArguments: Sendable, Hashable {
+    /// One consumer at a time receives (the others wait as hot standbys): for ordered processing.
+    public var singleActiveConsumer: Bool
+    /// `x-max-length`: most messages the queue holds.
+    public var maxLength: Int?
+    /// `x-max-length-bytes`: most body bytes the queue holds.
+    public var maxLengthBytes: Int?
+    /// `x-overflow`: what happens past a limit.
+    public var overflow: OverflowBehavior?
+    /// `x-message-ttl`: a message older than this is dead-lettered (millisecond precision).
+    public var messageTTL: Duration?
+    /// Anything else, as raw `x-` arguments.
+    public var extra: AMQPTable
+
+    public init(singleActiveConsumer: Bool = false, maxLength: Int? = nil, maxLengthBytes: Int? = nil,
+                overflow: OverflowBehavior? = nil, messageTTL: Duration? = nil, extra: AMQPTable = [:]) {
+        self.singleActiveConsumer = singleActiveConsumer
+        self.maxLength = maxLength
+        self.maxLengthBytes = maxLengthBytes
+        self.overflow = overflow
+        self.messageTTL = messageTTL
+        self.extra = extra
+    }
+
+    /// The arguments as the broker takes them.
+    var table: AMQPTable {
+        var table = extra
+        if singleActiveConsumer { table["x-single-active-consumer"] = true }
+        if let maxLength { table["x-max-length"] = .int(Int64(maxLength)) }
+        if let maxLengthBytes { table["x-max-length-bytes"] = .int(Int64(maxLengthBytes)) }
+        if let overflow { table["x-overflow"] = .string(overflow.rawValue) }
+        if let messageTTL {
+            let (seconds, attoseconds) = messageTTL.components
+            table["x-message-ttl"] = .int(seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        }
+        return table
+    }
+}
+
 /// The broker objects a subscription needs: a durable work queue `<queue>` that dead-letters into
-/// exchange `<queue>.dlx`, which routes to the durable queue `<queue>.dead`.
+/// exchange `<queue>.dlx`, which routes to the durable queue `<queue>.dead`; and the exchanges and
+/// bindings that route messages to the queue (none: only the default exchange, by queue name).
 public struct Topology: Sendable, Equatable {
     public var queue: String
     public var queueType: QueueType
+    public var arguments: QueueArguments
+    public var bindings: [Binding]
 
-    public init(queue: String, queueType: QueueType = .classic) {
+    public init(queue: String, queueType: QueueType = .classic, arguments: QueueArguments = QueueArguments(),
+                bindings: [Binding] = []) {
         self.queue = queue
         self.queueType = queueType
+        self.arguments = arguments
+        self.bindings = bindings
     }
 
     /// The dead-letter exchange, `<queue>.dlx`.
@@ -24,14 +152,26 @@ public struct Topology: Sendable, Equatable {
     /// The dead-letter queue, `<queue>.dead`.
     public var deadLetterQueue: String { "\(queue).dead" }
 
-    /// Declares everything; idempotent while the arguments stay the same. A queue that exists with
-    /// other arguments fails with the broker's 406 PRECONDITION_FAILED, which names the argument.
+    /// Declares everything; idempotent while the arguments stay the same. A queue or exchange that
+    /// exists with other arguments fails with the broker's 406 PRECONDITION_FAILED, which names them.
     public func declare(on connection: AMQPConnection) async throws {
         let type: AMQPTable = ["x-queue-type": .string(queueType.rawValue)]
         try await connection.declareExchange(deadLetterExchange, type: "fanout", durable: true)
         try await connection.declareQueue(deadLetterQueue, durable: true, arguments: type)
         try await connection.bindQueue(deadLetterQueue, exchange: deadLetterExchange)
-        try await connection.declareQueue(queue, durable: true, arguments: type.merging(
-            ["x-dead-letter-exchange": .string(deadLetterExchange)], uniquingKeysWith: { a, _ in a }))
+        var queueArguments = arguments.table
+        queueArguments["x-queue-type"] = .string(queueType.rawValue)
+        queueArguments["x-dead-letter-exchange"] = .string(deadLetterExchange)
+        try await connection.declareQueue(queue, durable: true, arguments: queueArguments)
+        var declared = Set<String>()
+        for binding in bindings {
+            let exchange = binding.exchange
+            if declared.insert(exchange.name).inserted {
+                try await connection.declareExchange(exchange.name, type: exchange.kind.rawValue, durable: exchange.durable,
+                                                     autoDelete: exchange.autoDelete, arguments: exchange.arguments)
+            }
+            try await connection.bindQueue(queue, exchange: exchange.name, routingKey: binding.routingKey,
+                                           arguments: binding.arguments)
+        }
     }
 }

@@ -27,26 +27,30 @@ struct HealthService: Service {
     }
 }
 
-/// Runs the subscription; on graceful shutdown fails readiness at once, stops consuming, waits for
-/// in-flight handlers up to the drain timeout and then closes the connection regardless.
+/// Runs the subscriptions; on graceful shutdown fails readiness at once, stops consuming, waits for
+/// in-flight handlers up to the drain timeout and then closes the connections regardless.
 struct SubscriptionRunner: Service {
-    let service: SubscriptionService
+    let services: [SubscriptionService]
     let registry: HealthRegistry
     let drainTimeout: Duration
     let logger: Logger
 
     func run() async throws {
         await withGracefulShutdownHandler {
-            await service.run()
+            await withTaskGroup(of: Void.self) { group in
+                for service in services {
+                    group.addTask { await service.run() }
+                }
+            }
         } onGracefulShutdown: {
             registry.markShuttingDown()
-            logger.info("shutting down: readiness fails, consumer cancelled, draining in-flight messages",
+            logger.info("shutting down: readiness fails, consumers cancelled, draining in-flight messages",
                         metadata: ["warren.drain_timeout": "\(drainTimeout)"])
-            service.stop()
+            for service in services { service.stop() }
             Task {
                 try await Task.sleep(for: drainTimeout)
-                logger.warning("drain timeout reached; closing the connection (unacknowledged messages return to the queue)")
-                await service.current.connection?.close()
+                logger.warning("drain timeout reached; closing the connections (unacknowledged messages return to the queue)")
+                for service in services { await service.current.connection?.close() }
             }
         }
     }
@@ -97,7 +101,7 @@ final class StartupTasks: Sendable {
 
 /// Marks the worker started once the broker is connected (topology declared) and start-up tasks ran.
 struct StartupService: Service {
-    let subscription: SubscriptionService
+    let subscriptions: [SubscriptionService]
     let tasks: StartupTasks
     let registry: HealthRegistry
 
@@ -105,7 +109,7 @@ struct StartupService: Service {
     /// start-up task is a clean exit, not an error of the group).
     func run() async throws {
         await cancelWhenGracefulShutdown {
-            await subscription.waitUntilStarted()
+            for subscription in subscriptions { await subscription.waitUntilStarted() }
             guard !Task.isCancelled, await tasks.runAll() else { return }
             registry.markStarted()
             tasks.logger.info("started: ready once every readiness check passes")
@@ -113,17 +117,18 @@ struct StartupService: Service {
     }
 }
 
-/// Pauses consumption while a check that gates it fails, resumes when all pass; logs each check
-/// transition once: its first result (a check counts as failing until then) and every change between
-/// pass and fail, with the reason of a failure.
+/// Pauses each subscription while a check it needs fails (``SubscriptionOptions/needs``, or every check
+/// added with `gatesConsumption`), resumes it when they all pass; logs each check transition once: its
+/// first result (a check counts as failing until then) and every change between pass and fail, with
+/// the reason of a failure.
 struct ConsumptionGating: Sendable {
     let registry: HealthRegistry
-    let gate: Gate
+    let subscriptions: [SubscriptionService]
     let logger: Logger
 
     func install() {
         let registry = registry
-        let gate = gate
+        let subscriptions = subscriptions
         let logger = logger
         registry.onTransition { transition in
             var metadata: Logger.Metadata = [
@@ -136,19 +141,30 @@ struct ConsumptionGating: Sendable {
                 logger.info(transition.from == nil ? "check passing" : "check passing again", metadata: metadata)
             }
             guard !registry.isShuttingDown else { return }
-            let failing = registry.results(kind: .readiness)
-                .filter { $0.check.gatesConsumption && $0.result.status == .fail }
-            let names = failing.map(\.check.name)
-            if failing.isEmpty {
-                if !gate.isOpen { logger.info("resuming consumption") }
-                gate.set(open: true)
-            } else if gate.isOpen {
-                let reasons = failing.map { "\($0.check.name): \($0.result.output ?? "failing")" }
-                logger.warning("pausing consumption: a dependency the handler needs is down or not checked yet", metadata: [
-                    "warren.checks": "\(names.joined(separator: ","))", "warren.reason": "\(reasons.joined(separator: "; "))",
-                ])
-                gate.set(open: false, reason: "\(names.joined(separator: ", ")) failing")
+            let failing = registry.results(kind: .readiness).filter { $0.result.status == .fail }
+            for service in subscriptions {
+                Self.update(service, failing: failing, logger: logger)
             }
+        }
+    }
+
+    private static func update(_ service: SubscriptionService, failing: [(check: HealthCheck, result: HealthCheckResult)],
+                               logger: Logger) {
+        let needs = service.subscription.options.needs
+        let blocking = failing.filter { needs?.contains($0.check.name) ?? $0.check.gatesConsumption }
+        let gate = service.gate
+        let queue: Logger.Metadata.Value = "\(service.subscription.topology.queue)"
+        if blocking.isEmpty {
+            if !gate.isOpen { logger.info("resuming consumption", metadata: ["warren.queue": queue]) }
+            gate.set(open: true)
+        } else if gate.isOpen {
+            let names = blocking.map(\.check.name)
+            let reasons = blocking.map { "\($0.check.name): \($0.result.output ?? "failing")" }
+            logger.warning("pausing consumption: a dependency the handler needs is down or not checked yet", metadata: [
+                "warren.queue": queue,
+                "warren.checks": "\(names.joined(separator: ","))", "warren.reason": "\(reasons.joined(separator: "; "))",
+            ])
+            gate.set(open: false, reason: "\(names.joined(separator: ", ")) failing")
         }
     }
 }

@@ -28,11 +28,18 @@ public struct HealthReport: Sendable, Equatable {
     public var output: String?
     /// Keyed entries, in a stable order.
     public var checks: [(key: String, entries: [Entry])]
+    /// The service's public version (`version`).
+    public var version: String?
+    /// The release of the service (`releaseId`): a build or deployment id.
+    public var releaseId: String?
 
-    public init(status: HealthStatus, output: String? = nil, checks: [(key: String, entries: [Entry])] = []) {
+    public init(status: HealthStatus, output: String? = nil, checks: [(key: String, entries: [Entry])] = [],
+                version: String? = nil, releaseId: String? = nil) {
         self.status = status
         self.output = status == .pass ? nil : output
         self.checks = checks
+        self.version = version
+        self.releaseId = releaseId
     }
 
     /// The HTTP status for this report: 200 unless it fails (503). `warn` still serves traffic.
@@ -44,6 +51,8 @@ public struct HealthReport: Sendable, Equatable {
     /// Renders the report as compact JSON.
     public func json() -> String {
         var fields = ["\"status\":\(JSONText.quote(status.rawValue))"]
+        if let version { fields.append("\"version\":\(JSONText.quote(version))") }
+        if let releaseId { fields.append("\"releaseId\":\(JSONText.quote(releaseId))") }
         if let output { fields.append("\"output\":\(JSONText.quote(output))") }
         let keyed = checks.map { key, entries in
             "\(JSONText.quote(key)):[\(entries.map(\.json).joined(separator: ","))]"
@@ -53,7 +62,8 @@ public struct HealthReport: Sendable, Equatable {
     }
 
     public static func == (a: HealthReport, b: HealthReport) -> Bool {
-        a.status == b.status && a.output == b.output && a.checks.map(\.key) == b.checks.map(\.key)
+        a.status == b.status && a.output == b.output && a.version == b.version && a.releaseId == b.releaseId
+            && a.checks.map(\.key) == b.checks.map(\.key)
             && a.checks.map(\.entries) == b.checks.map(\.entries)
     }
 }

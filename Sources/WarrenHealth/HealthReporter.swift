@@ -7,10 +7,18 @@ import WarrenSystem
 public struct HealthReporter: Sendable {
     public let registry: HealthRegistry
     public let watchdog: LivenessWatchdog
+    /// `version` of every report.
+    public let version: String?
+    /// `releaseId` of every report.
+    public let releaseId: String?
+    /// When this reporter was made (the worker's start): liveness reports the uptime since.
+    private let startedAt = MonotonicClock.nanoseconds()
 
-    public init(registry: HealthRegistry, watchdog: LivenessWatchdog) {
+    public init(registry: HealthRegistry, watchdog: LivenessWatchdog, version: String? = nil, releaseId: String? = nil) {
         self.registry = registry
         self.watchdog = watchdog
+        self.version = version
+        self.releaseId = releaseId
     }
 
     /// `/internal/alive`: the cooperative pool and the registered threads ticked recently.
@@ -24,7 +32,11 @@ public struct HealthReporter: Sendable {
             )
         }
         let status = entries.map(\.status).max() ?? .pass
-        return HealthReport(status: status, checks: [("event-loop:lag", entries)])
+        let uptime = Double(MonotonicClock.nanoseconds() &- startedAt) / 1e9
+        return HealthReport(status: status, checks: [
+            ("event-loop:lag", entries),
+            ("uptime", [HealthReport.Entry(status: .pass, observedValue: (uptime * 1000).rounded() / 1000, observedUnit: "s", time: now)]),
+        ], version: version, releaseId: releaseId)
     }
 
     /// `/internal/ready`: started, not shutting down, and every readiness check but `excluded` passes.
@@ -66,6 +78,6 @@ public struct HealthReporter: Sendable {
             )])
         }
         let status = results.map(\.result.status).max() ?? .pass
-        return HealthReport(status: status, checks: checks)
+        return HealthReport(status: status, checks: checks, version: version, releaseId: releaseId)
     }
 }

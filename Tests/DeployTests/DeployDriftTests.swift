@@ -11,7 +11,7 @@ import WarrenHTTP
 struct DeployDriftTests {
     let files = DeployFiles()
     /// The worker's default HEALTH_PORT (event-worker uses the same default: DESIGN.md).
-    let healthPort = WorkerConfiguration().healthPort
+    let healthPort = WorkerConfiguration().healthPort!
 
     // MARK: - Kubernetes
 

@@ -56,7 +56,7 @@ final class HealthHarness: Sendable {
         var amqp = try AMQPConfiguration(url: amqpURL, connectionName: "warren-health-test")
         amqp.heartbeat = 2
         service = SubscriptionService(
-            subscription: Subscription(queue: uniqueName("health"), prefetch: 10, concurrency: 1) { _ in .ack },
+            subscription: Subscription(Topology(queue: uniqueName("health")), options: SubscriptionOptions(prefetch: 10, concurrency: 1)) { _ in .ack },
             configuration: amqp,
             reconnectPolicy: ReconnectPolicy(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(500)),
             logger: logger

@@ -104,7 +104,7 @@ extension Integration {
             var factory = PrometheusMetricsFactory(registry: prometheus)
             factory.durationHistogramBuckets = [WarrenMetrics.handlerDuration: WarrenMetrics.handlerDurationBuckets]
             let worker = Worker(configuration: WorkerConfiguration(),
-                                subscription: Subscription(queue: "naming") { _ in .ack },
+                                subscription: Subscription("naming") { _ in .ack },
                                 logger: Logger(label: "naming"), metricsFactory: factory)
             worker.sampleMetrics()
             let exposition = Exposition(prometheus.emitToString())

@@ -16,7 +16,8 @@ extension Integration {
             let calls = Atomic<Int>(0)
             let queue = uniqueName("outcomes")
             let service = SubscriptionService(
-                subscription: Subscription(queue: queue, prefetch: 10, concurrency: 1, maxAttempts: 2, minimumChunk: 1) { deliveries in
+                subscription: Subscription(Topology(queue: queue), options: SubscriptionOptions(prefetch: 10, concurrency: 1, maxAttempts: 2),
+                                           minimumChunk: 1) { deliveries in
                     calls.add(1, ordering: .relaxed)
                     return deliveries.count == 1 ? [] : [.ack]  // never one outcome per delivery
                 },
