@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Warren", targets: ["Warren"]),
         .library(name: "WarrenRedis", targets: ["WarrenRedis"]),
         .library(name: "WarrenPostgres", targets: ["WarrenPostgres"]),
+        .library(name: "WarrenTesting", targets: ["WarrenTesting"]),
         .executable(name: "event-worker", targets: ["EventWorker"]),
     ],
     dependencies: [
@@ -105,6 +106,15 @@ let package = Package(
                 // Only the swift-metrics API: the executable picks the backend.
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
+        ),
+        // In-memory runs of a subscription's handler, for users' unit tests (no broker).
+        .target(
+            name: "WarrenTesting",
+            dependencies: ["Warren", "WarrenAMQP", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "EventWorkerTests",
+            dependencies: ["EventWorker", "Warren", "WarrenTesting", "WarrenRedis", "WarrenPostgres"]
         ),
         .testTarget(
             name: "WarrenHealthTests",

@@ -31,18 +31,11 @@ struct Run: AsyncParsableCommand {
         let redis = RedisClient(configuration: settings.redis)
         let postgres = PostgresClient(configuration: settings.postgres)
         let job = IngestJob(redis: redis, postgres: postgres, registry: registry)
-        let handler: @Sendable ([AMQPDelivery]) async -> [MessageOutcome] = switch settings.handler {
-        case .ingest: job.handle
-        case .noop: { deliveries in Array(repeating: .ack, count: deliveries.count) }
-        }
         let worker = Worker(
             configuration: WorkerConfiguration(
                 amqp: settings.amqp, healthHost: settings.healthHost, healthPort: settings.healthPort,
                 drainTimeout: settings.drainTimeout),
-            subscription: Subscription(
-                Topology(queue: settings.queue, queueType: settings.queueType),
-                options: SubscriptionOptions(prefetch: settings.prefetch, concurrency: settings.concurrency),
-                batchHandler: handler),
+            subscription: settings.subscription(job: job),
             registry: registry,
             logger: logger)
         if settings.handler == .ingest {

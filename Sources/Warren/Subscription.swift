@@ -22,15 +22,22 @@ public struct SubscriptionOptions: Sendable {
     }
 }
 
-/// What the subscription service gives a handler besides the deliveries.
-struct HandlerEnvironment: Sendable {
+/// What the subscription service (or `WarrenTesting`) gives a handler besides the deliveries.
+package struct HandlerEnvironment: Sendable {
     /// The queue consumed.
-    var queue: String
+    package var queue: String
     /// Publishes on the connection that delivered the messages.
-    var publisher: any MessagePublisher
-    var logger: Logger
+    package var publisher: any MessagePublisher
+    package var logger: Logger
     /// The attempt a delivery is, from 1.
-    var attempt: @Sendable (AMQPDelivery) -> Int
+    package var attempt: @Sendable (AMQPDelivery) -> Int
+
+    package init(queue: String, publisher: any MessagePublisher, logger: Logger, attempt: @escaping @Sendable (AMQPDelivery) -> Int) {
+        self.queue = queue
+        self.publisher = publisher
+        self.logger = logger
+        self.attempt = attempt
+    }
 }
 
 /// What a worker consumes and how: a queue with its topology, a handler, and the limits around it.
@@ -56,7 +63,7 @@ public struct Subscription: Sendable {
     /// parallel; larger for chunk handlers, which gain from fewer, bigger chunks).
     public var minimumChunk: Int
     /// Decides the fate of a chunk of messages, one outcome per delivery, in order.
-    let handler: @Sendable ([AMQPDelivery], HandlerEnvironment) async -> [MessageOutcome]
+    package let handler: @Sendable ([AMQPDelivery], HandlerEnvironment) async -> [MessageOutcome]
 
     public var prefetch: UInt16 { options.prefetch }
     public var concurrency: Int { options.concurrency }

@@ -60,19 +60,40 @@ public struct AMQPDelivery: Sendable {
     /// The consumer it was delivered to.
     public let consumerTag: String
 
-    let core: ConnectionCore
+    /// `nil` for a delivery made in memory (WarrenTesting).
+    let core: ConnectionCore?
+
+    init(body: [UInt8], properties: AMQPProperties, deliveryTag: UInt64, redelivered: Bool, exchange: String,
+         routingKey: String, consumerTag: String, core: ConnectionCore?) {
+        self.body = body
+        self.properties = properties
+        self.deliveryTag = deliveryTag
+        self.redelivered = redelivered
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.consumerTag = consumerTag
+        self.core = core
+    }
+
+    /// A delivery with no connection behind it, for in-memory tests of handlers (WarrenTesting):
+    /// settling it does nothing.
+    package init(testing body: [UInt8], properties: AMQPProperties, deliveryTag: UInt64, redelivered: Bool,
+                 exchange: String, routingKey: String) {
+        self.init(body: body, properties: properties, deliveryTag: deliveryTag, redelivered: redelivered,
+                  exchange: exchange, routingKey: routingKey, consumerTag: "warren-testing", core: nil)
+    }
 
     /// Acknowledges the message: the broker removes it from the queue.
-    public func ack() { core.settle(deliveryTag, .ack) }
+    public func ack() { settle(.ack) }
 
     /// Negatively acknowledges the message: requeued, or dead-lettered with `requeue: false`.
-    public func nack(requeue: Bool = true) { core.settle(deliveryTag, .nack(requeue: requeue)) }
+    public func nack(requeue: Bool = true) { settle(.nack(requeue: requeue)) }
 
     /// Rejects the message: dead-lettered by default, or requeued with `requeue: true`.
-    public func reject(requeue: Bool = false) { core.settle(deliveryTag, .reject(requeue: requeue)) }
+    public func reject(requeue: Bool = false) { settle(.reject(requeue: requeue)) }
 
     /// Settles the message as given.
-    public func settle(_ settlement: AMQPSettlement) { core.settle(deliveryTag, settlement) }
+    public func settle(_ settlement: AMQPSettlement) { core?.settle(deliveryTag, settlement) }
 }
 
 /// The result of a queue declaration.
