@@ -7,8 +7,7 @@ import NIOHTTP1
 /// cooperative pool and their response comes back to the loop through the ``EventLoopGate``.
 ///
 /// It sits at the tail of the pipeline that ``HTTPConnectionPipeline`` builds, behind NIO's
-/// `HTTPServerPipelineHandler` (one request at a time, quiescing, half-closure) and
-/// `HTTPServerProtocolErrorHandler` (400 on a parse error).
+/// `HTTPServerPipelineHandler` (one request at a time, quiescing, half-closure).
 final class HTTPConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -108,11 +107,10 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         switch error {
         case let error as HTTPParserError:
-            self.logger.info(
-                "request rejected",
-                metadata: ["warren.http.status": "400", "warren.http.reason": "malformed request: \(error.debugDescription)"]
-            )
-            self.run(self.machine.protocolError(), context: context)
+            // The decoder also parses what is left when the channel goes inactive: a partial
+            // request then is an error no one is there to receive.
+            guard context.channel.isActive else { return }
+            self.run(self.machine.protocolError(reason: "malformed request: \(error.debugDescription)"), context: context)
         case is ByteToMessageDecoderError:
             // Bytes after a parse error: that error closes the connection (once it is delivered).
             break

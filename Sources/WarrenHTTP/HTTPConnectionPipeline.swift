@@ -11,14 +11,20 @@ import NIOHTTP1
 ///    and the decoder says nothing about where a request starts, which the read timeout needs.
 /// 2. From NIO's `configureHTTPServerPipeline`: `HTTPResponseEncoder`, the request decoder (its
 ///    limits are only a backstop here), `HTTPServerPipelineHandler` (hands pipelined requests over
-///    one at a time and reads no more until the response is written; quiescing; half-closure),
-///    `NIOHTTPResponseHeadersValidator` (no response splitting through a handler's headers) and
-///    `HTTPServerProtocolErrorHandler` (400 with `Connection: close` on a parse error, after the
-///    responses to the requests before it).
-/// 3. ``HTTPConnectionHandler`` (ours): routing, limits on the parsed request (505, 413), the
-///    idle/read/linger timers, lingering close, and async handlers' responses coming back in order.
+///    one at a time and reads no more until the response is written; holds a parse error until
+///    the responses before it are out; quiescing; half-closure) and
+///    `NIOHTTPResponseHeadersValidator` (no response splitting through a handler's headers).
+/// 3. ``HTTPConnectionHandler`` (ours): routing, the 400 on a parse error, limits on the parsed
+///    request (505, 413), the idle/read/linger timers, lingering close, and async handlers'
+///    responses coming back in order.
 ///
 /// Not used, and why:
+/// - `HTTPServerProtocolErrorHandler` (`withErrorHandling`): it answers every parse error, also
+///   one the decoder raises while the channel is closing (a partial request is parsed to EOF in
+///   `channelInactive`, e.g. when quiescing closes a connection mid-request). That 400 goes into a
+///   closed channel, after `HTTPServerPipelineHandler` has finished quiescing, which it asserts
+///   against (a crash in debug builds). ``HTTPConnectionHandler`` answers only while the channel is
+///   active and not closing, with the same JSON error body as the other errors.
 /// - `IdleStateHandler` for the idle timeout: it measures with the wall clock (`NIODeadline.now()`)
 ///   but schedules on the loop, so an `EmbeddedEventLoop` cannot drive it, and it cannot tell an
 ///   idle connection from one waiting for a slow async handler (the handler would have to filter
@@ -47,7 +53,7 @@ enum HTTPConnectionPipeline {
         )
         try pipeline.configureHTTPServerPipeline(
             withPipeliningAssistance: true,
-            withErrorHandling: true,
+            withErrorHandling: false,
             withOutboundHeaderValidation: true,
             withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
             withDecoderLimitConfiguration: decoderLimits

@@ -158,13 +158,19 @@ struct HTTPConnectionStateMachine {
         }
     }
 
-    /// A parse error reached the handler; NIO's `HTTPServerProtocolErrorHandler` has answered 400
-    /// already. (`HTTPServerPipelineHandler` holds such an error until earlier responses are out.)
-    mutating func protocolError() -> Action {
-        guard let input = self.input else { return .none }
-        let closing: Closing = input.peerClosed ? .immediately : .lingering
-        self.state = .closing(lingering: closing == .lingering)
-        return .close(closing)
+    /// The decoder could not parse a request. `HTTPServerPipelineHandler` holds such an error
+    /// until the responses to the requests before it are written, so it comes while idle.
+    mutating func protocolError(reason: String) -> Action {
+        switch self.state {
+        case .idle(let input), .receiving(_, let input):
+            return self.reject(Rejection(status: .badRequest, reason: reason), input)
+        case .responding:
+            // Not expected (see above); a 400 now would be a second response to one request.
+            self.state = .closing(lingering: false)
+            return .close(.immediately)
+        case .closing, .closed:
+            return .none
+        }
     }
 
     /// Any other error (I/O, a broken invariant in a NIO handler): close.
