@@ -7,8 +7,9 @@ import NIOHTTP1
 /// NIO's `HTTPServerPipelineHandler`, in front of the handler, hands requests over one at a time:
 /// a pipelined request is held there (and reading stops) until the response to the previous one
 /// is written. So at most one request is ever being answered here, and no queue is needed.
-/// Quiescing (`ChannelShouldQuiesceEvent`) is handled there entirely: an idle connection is closed,
-/// the response in flight goes out with `Connection: close`, then the connection is closed.
+/// Quiescing (`ChannelShouldQuiesceEvent`) is handled there too: an idle connection is closed, the
+/// response in flight goes out with `Connection: close`, then the connection is closed (only after
+/// a 414/431, once that handler is gone, does the event reach ``quiesce()``).
 struct HTTPConnectionStateMachine {
     enum State {
         /// Waiting for the next request.
