@@ -2,25 +2,27 @@ import NIOCore
 import Synchronization
 
 /// Counters of the server's connections.
-public struct HTTPServerStatistics: Sendable, Hashable {
+struct HTTPServerStatistics: Sendable, Hashable {
     /// Connections open now.
-    public var activeConnections: Int
+    var activeConnections: Int
     /// Connections admitted since start.
-    public var acceptedConnections: Int
+    var acceptedConnections: Int
     /// Connections closed at once because ``HTTPServerConfiguration/maxConnections`` were open
     /// (or the server was shutting down).
-    public var rejectedConnections: Int
+    var rejectedConnections: Int
 
-    /// Creates statistics.
-    public init(activeConnections: Int = 0, acceptedConnections: Int = 0, rejectedConnections: Int = 0) {
-        self.activeConnections = activeConnections
-        self.acceptedConnections = acceptedConnections
-        self.rejectedConnections = rejectedConnections
-    }
 }
 
 /// The open connections of one server: admission against the limit, and the list that
 /// graceful shutdown asks to finish.
+///
+/// Not NIOExtras' `ServerQuiescingHelper`: it collects the children and quiesces them too, but
+/// it neither admits (``HTTPServerConfiguration/maxConnections``) nor counts, and it keeps its list
+/// to itself, so the forced close after ``HTTPServerConfiguration/shutdownTimeout`` would still need
+/// this registry: the helper would be a second list of the same channels. What it would do with
+/// them (close the listener, send `ChannelShouldQuiesceEvent`, wait for the children to close) is
+/// the few lines of `HTTPServer.drain`; the per-connection part, NIO's `HTTPServerPipelineHandler`,
+/// is used.
 final class ConnectionRegistry: Sendable {
     private struct State {
         var channels: [ObjectIdentifier: any Channel] = [:]

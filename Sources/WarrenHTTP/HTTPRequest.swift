@@ -8,7 +8,7 @@ public struct HTTPQueryItem: Sendable, Hashable {
     public var value: String
 
     /// Creates a query item.
-    public init(name: String, value: String) {
+    init(name: String, value: String) {
         self.name = name
         self.value = value
     }
@@ -33,7 +33,7 @@ public struct HTTPRequest: Sendable {
     public var headers: HTTPHeaders
 
     /// Creates a request from a request target (`/path?query`, or absolute form `http://host/path?query`).
-    public init(
+    init(
         method: HTTPMethod,
         uri: String,
         version: HTTPVersion = .http1_1,

@@ -71,6 +71,23 @@ public struct HTTPResponse: Sendable {
         HTTPResponse(status: status, body: ByteBuffer(string: json), contentType: contentType)
     }
 
+    /// The response head as written: `Content-Length` from the body (also for `HEAD`, which gets
+    /// the `GET` headers without the body), no `Transfer-Encoding`, and `Connection` set by the
+    /// server: `close` when the connection closes after this response, `keep-alive` for an
+    /// HTTP/1.0 client that asked for it.
+    func head(version: HTTPVersion, keepAlive: Bool) -> HTTPResponseHead {
+        var headers = self.headers
+        headers.remove(name: "Connection")
+        headers.remove(name: "Transfer-Encoding")
+        headers.replaceOrAdd(name: "Content-Length", value: String(self.body.readableBytes))
+        if !keepAlive {
+            headers.add(name: "Connection", value: "close")
+        } else if version == .http1_0 {
+            headers.add(name: "Connection", value: "keep-alive")
+        }
+        return HTTPResponseHead(version: version, status: self.status, headers: headers)
+    }
+
     /// The small JSON error body the server uses for its own answers (404, 405, 400, …):
     /// `{"status":404,"error":"Not Found"}`.
     static func error(_ status: HTTPResponseStatus, headers: HTTPHeaders = [:]) -> HTTPResponse {

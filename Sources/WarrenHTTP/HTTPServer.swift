@@ -53,12 +53,12 @@ public actor HTTPServer: Service {
 
     /// The address the server is bound to while it runs (its port is the real one when
     /// ``HTTPServerConfiguration/port`` is 0); `nil` before start and after shutdown.
-    public var localAddress: SocketAddress? {
+    var localAddress: SocketAddress? {
         self.boundAddress
     }
 
     /// Connection counters; readable from any context.
-    public nonisolated var statistics: HTTPServerStatistics {
+    nonisolated var statistics: HTTPServerStatistics {
         self.registry.statistics
     }
 
@@ -198,13 +198,6 @@ public actor HTTPServer: Service {
         let registry = self.registry
         let gate = self.gate
         let logger = self.logger
-        let decoderLimits = {
-            // Backstop only: HTTPRequestLimitHandler enforces the real limits on raw bytes first.
-            var limits = NIOHTTPDecoderLimitConfiguration()
-            limits.maxHeaderListSize = configuration.maxHeaderBytes + configuration.maxRequestLineBytes
-            limits.maxHeaderFieldSize = limits.maxHeaderListSize
-            return limits
-        }()
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -228,23 +221,13 @@ public actor HTTPServer: Service {
                         return
                     }
                     channel.closeFuture.whenComplete { _ in registry.remove(channel) }
-                    try sync.addHandler(
-                        HTTPRequestLimitHandler(
-                            maxRequestLineBytes: configuration.maxRequestLineBytes,
-                            maxHeaderBytes: configuration.maxHeaderBytes
-                        )
+                    try HTTPConnectionPipeline.configure(
+                        sync,
+                        configuration: configuration,
+                        router: router,
+                        gate: gate,
+                        logger: logger
                     )
-                    try sync.addHandler(HTTPResponseEncoder())
-                    try sync.addHandler(
-                        ByteToMessageHandler(
-                            HTTPRequestDecoder(
-                                leftOverBytesStrategy: .dropBytes,
-                                informationalResponseStrategy: .drop,
-                                limitConfiguration: decoderLimits
-                            )
-                        )
-                    )
-                    try sync.addHandler(HTTPConnectionHandler(router: router, configuration: configuration, gate: gate, logger: logger))
                 }
             }
     }

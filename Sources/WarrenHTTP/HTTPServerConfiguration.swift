@@ -8,10 +8,10 @@ public struct HTTPServerConfiguration: Sendable, Hashable {
     /// The address to bind to. Default `"0.0.0.0"` (all IPv4 interfaces).
     public var host: String
     /// The TCP port to bind to. Default `8080`; `0` asks the kernel for an ephemeral port
-    /// (read it back from ``HTTPServer/start()`` or ``HTTPServer/localAddress``).
+    /// (read it back from ``HTTPServer/start()``).
     public var port: Int
     /// The most connections served at once. A connection accepted beyond this is closed at once,
-    /// before anything is read from it, and counted in ``HTTPServerStatistics/rejectedConnections``.
+    /// before anything is read from it, and counted as rejected.
     /// Default `512`: above a burst of a few hundred stalled connections (the read timeout reclaims them)
     /// and below the common 1024 open-files limit.
     public var maxConnections: Int
@@ -25,16 +25,14 @@ public struct HTTPServerConfiguration: Sendable, Hashable {
     /// How long a connection may sit with no request in progress (between keep-alive requests,
     /// or after accept before the first byte) before it is closed. Default 30 s.
     public var idleTimeout: TimeAmount
-    /// How long a request may take to arrive completely, counted from its first byte.
-    /// A request still incomplete after this (a slowloris client) gets its connection closed.
-    /// Default 5 s.
+    /// How long a request may take to arrive completely, counted from its first byte (or, for a
+    /// request pipelined behind another, from when the response to that one is written: reading
+    /// pauses while a response is outstanding). A request still incomplete after this (a
+    /// slowloris client) gets its connection closed. Default 5 s.
     public var readTimeout: TimeAmount
     /// The longest ``HTTPServer/shutdown()`` waits for in-flight requests before it closes
     /// the remaining connections forcibly. Default 10 s.
     public var shutdownTimeout: TimeAmount
-    /// The most complete requests a connection may have queued (pipelined) before the server
-    /// stops reading from it until it has answered some. Default 16.
-    public var maxPipelinedRequests: Int
     /// The listen backlog of the server socket (the kernel caps it at `net.core.somaxconn`).
     /// A burst of connects larger than this can see SYNs dropped and retried a second later.
     /// Default 1024.
@@ -50,7 +48,6 @@ public struct HTTPServerConfiguration: Sendable, Hashable {
         idleTimeout: TimeAmount = .seconds(30),
         readTimeout: TimeAmount = .seconds(5),
         shutdownTimeout: TimeAmount = .seconds(10),
-        maxPipelinedRequests: Int = 16,
         backlog: Int = 1024
     ) {
         self.host = host
@@ -61,7 +58,6 @@ public struct HTTPServerConfiguration: Sendable, Hashable {
         self.idleTimeout = idleTimeout
         self.readTimeout = readTimeout
         self.shutdownTimeout = shutdownTimeout
-        self.maxPipelinedRequests = maxPipelinedRequests
         self.backlog = backlog
     }
 }

@@ -102,6 +102,33 @@ extension HTTPServerSocketTests {
             await #expect(throws: HTTPServerError.alreadyStarted) { try await server.start() }
         }
 
+        @Test func shutdownClosesAConnectionInTheMiddleOfARequest() async throws {
+            let server = HTTPServer(configuration: .test(), router: .test(), logger: testLogger)
+            let port = try await server.start()
+            let partial = try await onThread { () throws -> RawConnection in
+                let connection = try RawConnection.connect(port: port)
+                try connection.send("GET /hello HTTP/1.1\r\nHost: x\r\n")
+                return connection
+            }
+            #expect(await eventually { server.statistics.activeConnections == 1 })
+            try await Task.sleep(for: .milliseconds(100))
+            let clock = ContinuousClock()
+            let start = clock.now
+            // The decoder parses the partial request to EOF as the connection closes; that error
+            // must not be answered into the closed channel.
+            await server.shutdown()
+            let took = clock.now - start
+            #expect(took < .seconds(1), "shutdown took \(took)")
+            let outcome = try await onThread { () -> String in
+                do {
+                    return "response \(try partial.readResponse(timeout: 2).status)"
+                } catch RawClientError.closedBeforeResponse {
+                    return "closed"
+                }
+            }
+            #expect(outcome == "closed")
+        }
+
         @Test func shutdownIsBoundedByItsTimeout() async throws {
             var router = HTTPRouter()
             router.get("/forever", .async { _ in
