@@ -33,7 +33,8 @@ public struct HTTPRequest: Sendable {
     public var headers: HTTPHeaders
 
     /// Creates a request from a request target (`/path?query`, or absolute form `http://host/path?query`).
-    init(
+    /// Package access: Warren's ``HealthEndpoints`` parses an application server's request with it.
+    package init(
         method: HTTPMethod,
         uri: String,
         version: HTTPVersion = .http1_1,
