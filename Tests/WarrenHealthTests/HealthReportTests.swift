@@ -48,4 +48,22 @@ struct HealthReportTests {
         let checks = try #require(json["checks"] as? [String: Any])
         #expect(checks.keys.contains { $0.hasPrefix(name + ":") }, "\(checks.keys)")
     }
+
+    /// Every report names the service's version and release; liveness also reports the uptime.
+    @Test func reportsCarryVersionReleaseAndUptime() throws {
+        let registry = HealthRegistry()
+        registry.markStarted()
+        let reporter = HealthReporter(registry: registry, watchdog: LivenessWatchdog(stallThreshold: .seconds(5)),
+                                      version: "1.4.0", releaseId: "2026-11-29.3")
+        for report in [reporter.liveness(), reporter.readiness(), reporter.startup()] {
+            let json = try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as! [String: Any]
+            #expect(json["version"] as? String == "1.4.0")
+            #expect(json["releaseId"] as? String == "2026-11-29.3")
+        }
+        let alive = try JSONSerialization.jsonObject(with: Data(reporter.liveness().json().utf8)) as! [String: Any]
+        let checks = try #require(alive["checks"] as? [String: [[String: Any]]])
+        let uptime = try #require(checks["uptime"]?.first)
+        #expect(uptime["observedUnit"] as? String == "s")
+        #expect((uptime["observedValue"] as? Double ?? (uptime["observedValue"] as? Int).map(Double.init) ?? -1) >= 0)
+    }
 }
