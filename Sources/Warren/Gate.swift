@@ -14,6 +14,7 @@ public final class Gate: Sendable {
 
     private let state: Mutex<State>
 
+    /// A gate, open (consumption may run) or closed.
     public init(open: Bool = true) {
         state = Mutex(State(open: open))
     }

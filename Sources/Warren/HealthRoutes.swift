@@ -6,9 +6,13 @@ import WarrenSystem
 
 /// The paths of the health contract.
 public enum HealthPaths {
+    /// Liveness: the worker's own loops tick (never a dependency).
     public static let alive = "/internal/alive"
+    /// Readiness: started, not shutting down, every readiness check passes; `/<check>` for one.
     public static let ready = "/internal/ready"
+    /// Startup: first connect, topology and start-up tasks done.
     public static let started = "/internal/started"
+    /// The Prometheus exposition, when the worker has a metrics route.
     public static let metrics = "/metrics"
 }
 
@@ -27,16 +31,21 @@ public enum HealthPaths {
 public struct HealthEndpoints: Sendable {
     /// An answer: status code, content type and body (`application/health+json`).
     public struct Response: Sendable, Equatable {
+        /// The HTTP status code: 200, 503, or 404 for an unknown check.
         public var status: Int
+        /// `application/health+json` for reports.
         public var contentType: String
+        /// The body, UTF-8 JSON (send none for HEAD).
         public var body: [UInt8]
 
         /// 404 for a path that is no health route.
         public static let notFound = Response(status: 404, contentType: "text/plain; charset=utf-8", body: Array("not found\n".utf8))
     }
 
+    /// Where the answers come from: cached check results and the liveness watchdog.
     public let reporter: HealthReporter
 
+    /// Endpoints answering from `reporter`; a ``Worker`` gives you its own as ``Worker/healthEndpoints``.
     public init(reporter: HealthReporter) {
         self.reporter = reporter
     }

@@ -13,22 +13,27 @@ public enum LogFormat: String, Sendable, CaseIterable {
 /// A swift-log handler that writes one line per event to standard error with a single `write(2)`,
 /// so lines from different threads never interleave.
 public struct LineLogHandler: LogHandler {
+    /// Metadata added to every line of this handler.
     public var metadata: Logger.Metadata = [:]
+    /// Lines below this level are dropped.
     public var logLevel: Logger.Level
     private let label: String
     private let format: LogFormat
 
+    /// A handler for `label` writing `format` lines at `level` and above to standard error.
     public init(label: String, format: LogFormat, level: Logger.Level) {
         self.label = label
         self.format = format
         self.logLevel = level
     }
 
+    /// One metadata value of this handler.
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
+    /// Writes the event as one line, with a single `write(2)` (lines of concurrent tasks never interleave).
     public func log(event: LogEvent) {
         let level = event.level
         let message = event.message

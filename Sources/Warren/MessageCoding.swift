@@ -25,6 +25,7 @@ public struct JSONMessageDecoder: MessageDecoder {
         self.configure = configure
     }
 
+    /// Decodes `body` as JSON, whatever its content type says.
     public func decode<Message: Decodable>(_ type: Message.Type, from body: [UInt8], properties: AMQPProperties) throws -> Message {
         let decoder = JSONDecoder()
         configure(decoder)
@@ -41,8 +42,10 @@ public struct JSONMessageEncoder: MessageEncoder {
         self.configure = configure
     }
 
+    /// `application/json`.
     public var contentType: String { "application/json" }
 
+    /// `message` as JSON bytes.
     public func encode<Message: Encodable>(_ message: Message) throws -> [UInt8] {
         let encoder = JSONEncoder()
         configure(encoder)

@@ -22,23 +22,28 @@ public struct DependencyUnavailable: Error, CustomStringConvertible {
     /// What failed.
     public var reason: String
 
+    /// The handler cannot work because `dependency` (a check's name, e.g. `postgres`) is down, for `reason`.
     public init(_ dependency: String, reason: String) {
         self.dependency = dependency
         self.reason = reason
     }
 
+    /// `<dependency> unavailable: <reason>`: the reason logged when the message is requeued.
     public var description: String { "\(dependency) unavailable: \(reason)" }
 }
 
 /// Throw it from a handler when the message itself is wrong (a value the handler cannot accept): it
 /// is dead-lettered at once with `reason`, never retried.
 public struct InvalidMessage: Error, CustomStringConvertible {
+    /// Why the message is refused: logged, and the dead letter's reason.
     public var reason: String
 
+    /// A message refused for `reason`.
     public init(_ reason: String) {
         self.reason = reason
     }
 
+    /// The reason.
     public var description: String { reason }
 }
 

@@ -16,25 +16,43 @@ public enum WarrenMetrics {
 
     /// One metric of ``catalog``.
     public struct Descriptor: Sendable, Equatable {
+        /// The metric's name (Prometheus style: snake_case, `_total` for counters, `_seconds` for durations).
         public var name: String
+        /// Counter, gauge or histogram.
         public var kind: Kind
+        /// Its label names, in order.
         public var labels: [String]
+        /// What it counts or measures.
         public var help: String
     }
 
+    /// Counter, `queue`: deliveries received from the broker.
     public static let messagesReceived = "warren_messages_received_total"
+    /// Counter, `queue`: messages acknowledged.
     public static let messagesAcked = "warren_messages_acked_total"
+    /// Counter, `queue`: messages put back because a dependency was down or consumption was pausing.
     public static let messagesRequeued = "warren_messages_requeued_total"
+    /// Counter, `queue`: messages put back for redelivery after a handler failure.
     public static let messagesRetried = "warren_messages_retried_total"
+    /// Counter, `queue`: messages dead-lettered (invalid, or out of attempts).
     public static let messagesDeadLettered = "warren_messages_dead_lettered_total"
+    /// Histogram, `queue`: handler run time, every outcome (buckets: ``handlerDurationBuckets``).
     public static let handlerDuration = "warren_handler_duration_seconds"
+    /// Gauge, `queue`: handlers running now.
     public static let messagesInFlight = "warren_messages_in_flight"
+    /// Gauge, `queue` and `state`: 1 for the consumer's current state, 0 for the others.
     public static let consumerState = "warren_consumer_state"
+    /// Counter, `queue`: broker connection attempts after a failure.
     public static let reconnects = "warren_reconnects_total"
+    /// Gauge, `check`: 1 while the check passes, else 0.
     public static let checkUp = "warren_check_up"
+    /// Gauge, `check`: duration of the check's last evaluation, in seconds.
     public static let checkDuration = "warren_check_duration_seconds"
+    /// Gauge, `component`: how late a watched loop's last tick is, in seconds.
     public static let eventLoopLag = "warren_event_loop_lag_seconds"
+    /// Gauge: process start, seconds since the Unix epoch.
     public static let processStartTime = "process_start_time_seconds"
+    /// Gauge, `version` and `swift`: always 1.
     public static let buildInfo = "warren_build_info"
 
     /// Every metric Warren records (the README's "Metrics" table lists the same).

@@ -3,7 +3,9 @@ import WarrenHealth
 
 /// A failed dependency check, with a message fit for a probe body (no secrets).
 public struct CheckFailure: Error, CustomStringConvertible {
+    /// What failed, fit for a probe body (never a secret).
     public var description: String
+    /// A check failure saying `description`.
     public init(_ description: String) { self.description = description }
 }
 

@@ -14,6 +14,7 @@ public struct SubscriptionOptions: Sendable {
     /// on. `nil`: every check added with `gatesConsumption: true`.
     public var needs: Set<String>?
 
+    /// Options; `concurrency` is capped at `prefetch`.
     public init(prefetch: UInt16 = 100, concurrency: Int = 16, maxAttempts: Int = 3, needs: Set<String>? = nil) {
         self.prefetch = prefetch
         self.concurrency = concurrency
@@ -58,6 +59,7 @@ package struct HandlerEnvironment: Sendable {
 public struct Subscription: Sendable {
     /// The queue and its dead-letter companions, exchanges and bindings.
     public var topology: Topology
+    /// Limits, retries and the checks it waits for.
     public var options: SubscriptionOptions
     /// The smallest chunk a delivery batch is cut into (1 for one-message handlers, so they run in
     /// parallel; larger for chunk handlers, which gain from fewer, bigger chunks).
@@ -65,8 +67,11 @@ public struct Subscription: Sendable {
     /// Decides the fate of a chunk of messages, one outcome per delivery, in order.
     package let handler: @Sendable ([AMQPDelivery], HandlerEnvironment) async -> [MessageOutcome]
 
+    /// ``SubscriptionOptions/prefetch``.
     public var prefetch: UInt16 { options.prefetch }
+    /// ``SubscriptionOptions/concurrency`` (at most `prefetch`).
     public var concurrency: Int { options.concurrency }
+    /// ``SubscriptionOptions/maxAttempts``.
     public var maxAttempts: Int { options.maxAttempts }
 
     /// A subscription whose handler takes a typed message, decoded from the body (JSON unless a

@@ -29,8 +29,11 @@ public final class SubscriptionService: Sendable {
         var stopping = false
     }
 
+    /// What it consumes.
     public let subscription: Subscription
+    /// The broker it connects to.
     public let configuration: AMQPConfiguration
+    /// Backoff between connection attempts.
     public let reconnectPolicy: ReconnectPolicy
     /// Open while consumption may run; readiness and shutdown close it.
     public let gate = Gate()

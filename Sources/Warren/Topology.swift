@@ -24,12 +24,18 @@ public struct Exchange: Sendable, Hashable {
         case headers
     }
 
+    /// The exchange's name.
     public var name: String
+    /// How it routes.
     public var kind: Kind
+    /// Survives a broker restart (the default).
     public var durable: Bool
+    /// Deleted once its last binding is removed.
     public var autoDelete: Bool
+    /// Declare arguments (e.g. `alternate-exchange`).
     public var arguments: AMQPTable
 
+    /// An exchange; durable and not auto-deleted unless said otherwise.
     public init(_ name: String, kind: Kind, durable: Bool = true, autoDelete: Bool = false, arguments: AMQPTable = [:]) {
         self.name = name
         self.kind = kind
@@ -41,12 +47,14 @@ public struct Exchange: Sendable, Hashable {
 
 /// A binding of a subscription's queue to an exchange.
 public struct Binding: Sendable, Hashable {
+    /// The exchange the queue is bound to (declared before binding).
     public var exchange: Exchange
     /// The routing key, or pattern for a topic exchange; ignored by fanout and headers exchanges.
     public var routingKey: String
     /// Binding arguments: for a headers exchange, the headers to match and `x-match`.
     public var arguments: AMQPTable
 
+    /// A binding; ``topic(_:_:)``, ``direct(_:_:)``, ``fanout(_:)`` and ``headers(_:matchAll:_:)`` say it shorter.
     public init(exchange: Exchange, routingKey: String = "", arguments: AMQPTable = [:]) {
         self.exchange = exchange
         self.routingKey = routingKey
@@ -105,6 +113,7 @@ public struct QueueArguments: Sendable, Hashable {
     /// Anything else, as raw `x-` arguments.
     public var extra: AMQPTable
 
+    /// Arguments; every one is optional and off by default.
     public init(singleActiveConsumer: Bool = false, maxLength: Int? = nil, maxLengthBytes: Int? = nil,
                 overflow: OverflowBehavior? = nil, messageTTL: Duration? = nil, extra: AMQPTable = [:]) {
         self.singleActiveConsumer = singleActiveConsumer
@@ -134,11 +143,16 @@ public struct QueueArguments: Sendable, Hashable {
 /// exchange `<queue>.dlx`, which routes to the durable queue `<queue>.dead`; and the exchanges and
 /// bindings that route messages to the queue (none: only the default exchange, by queue name).
 public struct Topology: Sendable, Equatable {
+    /// The work queue's name; the dead-letter objects are named after it.
     public var queue: String
+    /// Classic or quorum (`x-queue-type`), for the queue and its dead-letter queue.
     public var queueType: QueueType
+    /// Limits and options of the work queue.
     public var arguments: QueueArguments
+    /// Where messages come from besides the default exchange (by queue name).
     public var bindings: [Binding]
 
+    /// A topology; `Topology("jobs")` (a string literal) is a classic queue with no bindings.
     public init(queue: String, queueType: QueueType = .classic, arguments: QueueArguments = QueueArguments(),
                 bindings: [Binding] = []) {
         self.queue = queue

@@ -28,9 +28,11 @@ public final class Worker: Service, Sendable {
         var metricsRoute: (contentType: String, render: @Sendable () -> [UInt8])?
     }
 
+    /// The settings it was made with.
     public let configuration: WorkerConfiguration
     /// Where the checks live: read results here (e.g. from a handler).
     public let registry: HealthRegistry
+    /// What `/internal/alive` reads: the cooperative pool's ticker and the AMQP I/O threads.
     public let watchdog: LivenessWatchdog
     let logger: Logger
     let metrics: WorkerMetrics

@@ -21,6 +21,7 @@ public struct WorkerConfiguration: Sendable {
     /// `releaseId` in every health report (e.g. the image tag or commit); `nil`: the version.
     public var releaseId: String?
 
+    /// Settings; every one has a default fit for Kubernetes.
     public init(
         amqp: AMQPConfiguration = AMQPConfiguration(),
         healthHost: String = "0.0.0.0",
@@ -44,6 +45,7 @@ public struct WorkerConfiguration: Sendable {
 
 /// A ``Worker`` used the wrong way round.
 public struct WorkerError: Error, CustomStringConvertible, Equatable {
+    /// What was done wrong and what to do instead.
     public var description: String
 
     /// `what` was called after ``Worker/run()`` started: checks, start-up tasks, subscriptions and

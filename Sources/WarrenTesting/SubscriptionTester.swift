@@ -6,13 +6,18 @@ import WarrenAMQP
 
 /// A message to hand a subscription's handler, as if the broker delivered it.
 public struct TestMessage: Sendable {
+    /// The body, as published.
     public var body: [UInt8]
+    /// Properties and headers.
     public var properties: AMQPProperties
     /// The exchange it was published to (`""`: the default exchange).
     public var exchange: String
+    /// The routing key it was published with.
     public var routingKey: String
+    /// Whether the broker would say it delivered it before (implied by an attempt above 1).
     public var redelivered: Bool
 
+    /// A message with these bytes and properties (none by default).
     public init(body: [UInt8], properties: AMQPProperties = AMQPProperties(), exchange: String = "",
                 routingKey: String = "", redelivered: Bool = false) {
         self.body = body
@@ -34,9 +39,13 @@ public struct TestMessage: Sendable {
 
 /// A message a handler published (and that the tester confirmed).
 public struct PublishedMessage: Sendable, Equatable {
+    /// The exchange it went to (`""`: the default exchange).
     public var exchange: String
+    /// Its routing key (for a reply: the requester's `reply-to`).
     public var routingKey: String
+    /// The encoded body.
     public var body: [UInt8]
+    /// Its properties: content type, correlation id, delivery mode, headers.
     public var properties: AMQPProperties
 
     /// The body decoded as JSON.
@@ -47,7 +56,9 @@ public struct PublishedMessage: Sendable, Equatable {
 
 /// What happened to one message: the handler's outcome and what it published meanwhile.
 public struct TestOutcome: Sendable {
+    /// What the worker would do with the message: ack, retry, requeue or dead-letter.
     public var outcome: MessageOutcome
+    /// What the handler published while handling it, in order.
     public var published: [PublishedMessage]
 }
 
@@ -68,17 +79,21 @@ public final class SubscriptionTester: Sendable {
     /// Thrown by the tester's publisher while ``failPublishes(with:)`` is set, as an unconfirmed
     /// publish would be.
     public struct PublishRefused: Error, CustomStringConvertible {
+        /// Why the publish failed.
         public var description: String
 
+        /// A refusal saying `description`.
         public init(_ description: String = "not confirmed (SubscriptionTester)") {
             self.description = description
         }
     }
 
+    /// The subscription whose handler runs.
     public let subscription: Subscription
     private let recorder = Recorder()
     private let logger: Logger
 
+    /// A tester of `subscription`'s handler; `logger` is the context's logger.
     public init(_ subscription: Subscription, logger: Logger = Logger(label: "warren.testing")) {
         self.subscription = subscription
         self.logger = logger
