@@ -4,10 +4,14 @@ import Glibc
 public enum WallClock {
     /// Seconds and nanoseconds since the Unix epoch.
     public struct Instant: Sendable, Equatable {
+        /// Whole seconds since 1970-01-01T00:00:00Z.
         public var seconds: Int
+        /// Nanoseconds past ``seconds``, in `0..<1_000_000_000`.
         public var nanoseconds: Int
     }
 
+    /// The current wall-clock time (`CLOCK_REALTIME`). Thread-safe; it jumps when the system clock
+    /// is set, so measure durations with `MonotonicClock` instead.
     public static func now() -> Instant {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

@@ -2,8 +2,14 @@ import WarrenSystem
 
 /// The verdict of a check, as the IETF health-check draft spells it.
 public enum HealthStatus: String, Sendable, Comparable {
-    case pass, warn, fail
+    /// Healthy.
+    case pass
+    /// Healthy but degraded: still serves traffic (HTTP 200).
+    case warn
+    /// Unhealthy: the probe answers HTTP 503.
+    case fail
 
+    /// Orders by severity, `pass` < `warn` < `fail`, so the `max()` of several statuses is the worst.
     public static func < (a: HealthStatus, b: HealthStatus) -> Bool { a.rank < b.rank }
     private var rank: Int {
         switch self {
@@ -46,6 +52,8 @@ public struct HealthCheck: Sendable {
     /// must not contain secrets.
     public var probe: @Sendable () async throws -> Void
 
+    /// Creates a check. Defaults: a readiness check measuring `responseTime`, failing after 800 ms,
+    /// run every 500 ms, not gating consumption.
     public init(
         name: String,
         measurement: String = "responseTime",
@@ -67,6 +75,7 @@ public struct HealthCheck: Sendable {
 
 /// One evaluation of a check.
 public struct HealthCheckResult: Sendable, Equatable {
+    /// The verdict.
     public var status: HealthStatus
     /// What was measured (the probe's duration for dependency checks).
     public var observedValue: Double?
@@ -82,6 +91,7 @@ public struct HealthCheckResult: Sendable, Equatable {
     /// Monotonic nanoseconds of the evaluation (for the result's age).
     public var measuredAt: UInt64
 
+    /// Creates a result; `time` (wall clock) and `measuredAt` (monotonic ns) default to now.
     public init(status: HealthStatus, observedValue: Double? = nil, observedUnit: String? = nil,
                 output: String? = nil, duration: Duration? = nil, time: WallClock.Instant = WallClock.now(),
                 measuredAt: UInt64 = MonotonicClock.nanoseconds()) {

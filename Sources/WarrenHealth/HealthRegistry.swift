@@ -26,6 +26,8 @@ public final class HealthRegistry: Sendable {
     /// Results older than this fail (default: 5 s).
     public let staleAfter: Duration
 
+    /// Creates an empty registry. A passing result older than `staleAfter` (or, for a slower check,
+    /// than three intervals plus its timeout) is reported as `fail`.
     public init(staleAfter: Duration = .seconds(5)) {
         self.staleAfter = staleAfter
     }
@@ -56,7 +58,9 @@ public final class HealthRegistry: Sendable {
     /// Marks shutdown: readiness fails at once, whatever the checks say.
     public func markShuttingDown() { state.withLock { $0.shuttingDown = true } }
 
+    /// Whether ``markStarted()`` was called. Thread-safe.
     public var isStarted: Bool { state.withLock { $0.started } }
+    /// Whether ``markShuttingDown()`` was called. Thread-safe.
     public var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
 
     // MARK: Reading
@@ -143,10 +147,13 @@ public final class HealthRegistry: Sendable {
 
 /// A check that changed status: what readiness logs and gates on.
 public struct HealthTransition: Sendable, Equatable {
+    /// The name of the check that changed (``HealthCheck/name``).
     public var check: String
+    /// Which probe the check answers to.
     public var kind: HealthCheckKind
-    /// `nil` for the first evaluation.
+    /// The previous status; `nil` for the first evaluation.
     public var from: HealthStatus?
+    /// The new status.
     public var to: HealthStatus
     /// Why, when it failed.
     public var output: String?

@@ -3,14 +3,20 @@
 public struct HealthReport: Sendable, Equatable {
     /// One measurement under a `"<component>:<measurement>"` key.
     public struct Entry: Sendable, Equatable {
+        /// `componentId`: which component the entry measures (e.g. `swift-concurrency`); `nil` omits it.
         public var componentID: String?
+        /// `status` of this entry.
         public var status: HealthStatus
+        /// `observedValue`, e.g. a response time; `nil` omits it.
         public var observedValue: Double?
+        /// `observedUnit` of ``observedValue``, e.g. `ms` or `s`; `nil` omits it.
         public var observedUnit: String?
+        /// `time` of the measurement, rendered in UTC as RFC 3339; `nil` omits it.
         public var time: WallClock.Instant?
         /// Only on failure (or warning); never contains secrets.
         public var output: String?
 
+        /// Creates an entry; `output` is dropped when `status` is `pass`.
         public init(componentID: String? = nil, status: HealthStatus, observedValue: Double? = nil,
                     observedUnit: String? = nil, time: WallClock.Instant? = nil, output: String? = nil) {
             self.componentID = componentID
@@ -33,6 +39,7 @@ public struct HealthReport: Sendable, Equatable {
     /// The release of the service (`releaseId`): a build or deployment id.
     public var releaseId: String?
 
+    /// Creates a report; `output` is dropped when `status` is `pass`.
     public init(status: HealthStatus, output: String? = nil, checks: [(key: String, entries: [Entry])] = [],
                 version: String? = nil, releaseId: String? = nil) {
         self.status = status
@@ -61,6 +68,7 @@ public struct HealthReport: Sendable, Equatable {
         return "{\(fields.joined(separator: ","))}"
     }
 
+    /// Whether every field is equal, including the keys and entries of ``checks`` in order.
     public static func == (a: HealthReport, b: HealthReport) -> Bool {
         a.status == b.status && a.output == b.output && a.version == b.version && a.releaseId == b.releaseId
             && a.checks.map(\.key) == b.checks.map(\.key)
@@ -83,6 +91,7 @@ extension HealthReport.Entry {
 
 /// Just enough JSON for health reports and log lines: escaped strings and numbers.
 public enum JSONText {
+    /// `value` as a JSON string literal, quotes included, with `"`, `\` and control characters escaped.
     public static func quote(_ value: String) -> String {
         var text = "\""
         for scalar in value.unicodeScalars {
@@ -101,6 +110,8 @@ public enum JSONText {
         return text + "\""
     }
 
+    /// `value` as a JSON number: integral values below 1e15 without a fraction (`12`, not `12.0`), `null` for
+    /// NaN and infinities.
     public static func number(_ value: Double) -> String {
         guard value.isFinite else { return "null" }
         if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }

@@ -5,7 +5,9 @@ import WarrenSystem
 /// Everything here reads cached state only: it never awaits, never touches a dependency, and so
 /// can run on the health server's event loop.
 public struct HealthReporter: Sendable {
+    /// The checks whose cached results the readiness and startup reports show.
     public let registry: HealthRegistry
+    /// The tickers whose readings the liveness report shows.
     public let watchdog: LivenessWatchdog
     /// `version` of every report.
     public let version: String?
@@ -14,6 +16,8 @@ public struct HealthReporter: Sendable {
     /// When this reporter was made (the worker's start): liveness reports the uptime since.
     private let startedAt = MonotonicClock.nanoseconds()
 
+    /// Creates a reporter; liveness counts the uptime from this call. `version` and `releaseId`
+    /// go into every report (omitted when `nil`).
     public init(registry: HealthRegistry, watchdog: LivenessWatchdog, version: String? = nil, releaseId: String? = nil) {
         self.registry = registry
         self.watchdog = watchdog

@@ -14,6 +14,7 @@ public final class LivenessWatchdog: Sendable {
         public var component: String
         /// How late its last tick is beyond its expected period, in milliseconds.
         public var lagMilliseconds: Double
+        /// `fail` when its last tick is older than ``LivenessWatchdog/stallThreshold``, else `pass`.
         public var status: HealthStatus
     }
 
@@ -24,6 +25,8 @@ public final class LivenessWatchdog: Sendable {
     private let poolTick: Atomic<UInt64>
     private let threads = Mutex<[(name: String, period: Duration, lastTick: @Sendable () -> UInt64?)]>([])
 
+    /// Creates a watchdog; the pool ticker runs once ``run()`` is started. `stallThreshold` must
+    /// exceed `tickInterval` (a precondition).
     public init(stallThreshold: Duration = .seconds(5), tickInterval: Duration = .milliseconds(100)) {
         precondition(stallThreshold > tickInterval, "LivenessWatchdog: stallThreshold must exceed tickInterval")
         self.stallThreshold = stallThreshold

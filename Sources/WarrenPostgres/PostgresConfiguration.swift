@@ -74,7 +74,9 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
             + "?sslmode=\(encode(sslMode))&application_name=\(encode(applicationName))"
     }
 
+    /// The ``redactedURL``: safe for logs.
     public var description: String { redactedURL }
+    /// `PostgresConfiguration(<redacted URL>)`: safe for logs.
     public var debugDescription: String { "PostgresConfiguration(\(redactedURL))" }
     /// Reflection (`dump`, `print` of containers) shows the redacted URL, not the password.
     public var customMirror: Mirror { Mirror(self, children: ["url": redactedURL]) }

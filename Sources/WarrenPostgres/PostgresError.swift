@@ -37,6 +37,7 @@ public struct PostgresError: Error, Sendable, Equatable, CustomStringConvertible
         /// The client was shut down.
         public static let clientShutDown = Code(.clientShutDown)
 
+        /// The code's name, e.g. `timeout`.
         public var description: String { base.rawValue }
     }
 
@@ -59,6 +60,7 @@ public struct PostgresError: Error, Sendable, Equatable, CustomStringConvertible
         self.detail = detail
     }
 
+    /// `code: message`, plus the SQLSTATE when there is one; never includes ``detail``.
     public var description: String {
         if let sqlState { return "\(code): \(message) (SQLSTATE \(sqlState))" }
         return "\(code): \(message)"

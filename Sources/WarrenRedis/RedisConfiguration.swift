@@ -60,7 +60,9 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible, 
         return "redis://\(userInfo)\(hostPart):\(port)/\(database)"
     }
 
+    /// The ``redactedURL``: safe for logs.
     public var description: String { redactedURL }
+    /// `RedisConfiguration(<redacted URL>)`: safe for logs.
     public var debugDescription: String { "RedisConfiguration(\(redactedURL))" }
     /// Reflection (`dump`, `print` of containers) shows the redacted URL, not the password.
     public var customMirror: Mirror { Mirror(self, children: ["url": redactedURL]) }

@@ -37,6 +37,7 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The client was shut down.
         public static let clientShutDown = Code(.clientShutDown)
 
+        /// The code's name, e.g. `timeout`.
         public var description: String { base.rawValue }
     }
 
@@ -51,6 +52,7 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         self.message = message
     }
 
+    /// `code: message`, e.g. `commandFailed: ...`.
     public var description: String { "\(code): \(message)" }
 
     /// Whether the connection was dropped (and the next command reconnects).
