@@ -113,6 +113,10 @@ let package = Package(
             dependencies: ["Warren", "WarrenAMQP", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
+            name: "WarrenTests",
+            dependencies: ["Warren", "WarrenAMQP"]
+        ),
+        .testTarget(
             name: "EventWorkerTests",
             dependencies: ["EventWorker", "Warren", "WarrenTesting", "WarrenRedis", "WarrenPostgres"]
         ),

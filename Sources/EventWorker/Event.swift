@@ -27,6 +27,10 @@ struct Event: Sendable, Equatable {
         guard let uuid = UUID(uuidString: rawID) else { throw Invalid(description: "field 'id' is not a UUID") }
         guard case .string(let type)? = fields["type"] else { throw Invalid(description: "field 'type' is missing or not a string") }
         guard type.contains(where: { !$0.isWhitespace }) else { throw Invalid(description: "field 'type' is empty") }
+        // PostgreSQL stores no NUL character in text or jsonb: such an event can never be stored.
+        guard !type.unicodeScalars.contains("\u{0}") else {
+            throw Invalid(description: "field 'type' contains a NUL character, which PostgreSQL cannot store")
+        }
         guard case .object? = fields["payload"], let payload = fields["payload"] else {
             throw Invalid(description: "field 'payload' is missing or not an object")
         }
@@ -34,6 +38,9 @@ struct Event: Sendable, Equatable {
         encoder.outputFormatting = [.sortedKeys]
         guard let payloadData = try? encoder.encode(payload) else {
             throw Invalid(description: "field 'payload' cannot be stored as JSON")
+        }
+        guard !payload.containsNUL else {
+            throw Invalid(description: "field 'payload' contains a NUL character (\\u0000), which PostgreSQL cannot store")
         }
         return Event(id: uuid.uuidString.lowercased(), type: type, payloadJSON: String(decoding: payloadData, as: UTF8.self))
     }
@@ -64,6 +71,16 @@ enum JSONValue: Codable, Equatable, Sendable {
         else if let value = try? container.decode(String.self) { self = .string(value) }
         else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
         else { self = .object(try container.decode([String: JSONValue].self)) }
+    }
+
+    /// True when a string or key anywhere inside holds a NUL character (jsonb refuses `\u0000`).
+    var containsNUL: Bool {
+        switch self {
+        case .string(let value): value.unicodeScalars.contains("\u{0}")
+        case .array(let values): values.contains { $0.containsNUL }
+        case .object(let fields): fields.contains { $0.key.unicodeScalars.contains("\u{0}") || $0.value.containsNUL }
+        case .null, .bool, .int, .double: false
+        }
     }
 
     func encode(to encoder: any Encoder) throws {

@@ -11,7 +11,8 @@ extension Settings {
         }
         return Subscription(
             Topology(queue: queue, queueType: queueType),
-            options: SubscriptionOptions(prefetch: prefetch, concurrency: concurrency),
+            options: SubscriptionOptions(prefetch: prefetch, concurrency: concurrency, retry: retry,
+                                         handlerTimeout: handlerTimeout),
             batchHandler: handler)
     }
 }

@@ -7,7 +7,7 @@ struct EventWorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "event-worker",
         abstract: "A RabbitMQ worker that ingests JSON events into Postgres, with honest Kubernetes probes.",
-        subcommands: [Run.self, Healthcheck.self, Publish.self],
+        subcommands: [Run.self, Healthcheck.self, Publish.self, Redrive.self],
         defaultSubcommand: Run.self
     )
 
@@ -62,13 +62,18 @@ struct SettingOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "LOG_LEVEL") var logLevel: String?
     @Option(name: .customLong("log-format"), help: "LOG_FORMAT: json or text") var logFormat: String?
     @Option(name: .customLong("drain-timeout"), help: "DRAIN_TIMEOUT in seconds (1-29)") var drainTimeout: String?
+    @Option(name: .customLong("max-attempts"), help: "MAX_ATTEMPTS: handler attempts before a message is dead-lettered") var maxAttempts: String?
+    @Option(name: .customLong("retry-delay"), help: "RETRY_DELAY in seconds: the first retry's delay, doubling") var retryDelay: String?
+    @Option(name: .customLong("retry-delay-max"), help: "RETRY_DELAY_MAX in seconds: the longest retry delay") var retryDelayMax: String?
+    @Option(name: .customLong("handler-timeout"), help: "HANDLER_TIMEOUT in seconds: a handler past it is cancelled and retried") var handlerTimeout: String?
 
     var flags: [String: String] {
         let pairs: [(String, String?)] = [
             ("AMQP_URL", amqpURL), ("REDIS_URL", redisURL), ("DATABASE_URL", databaseURL), ("QUEUE", queue),
             ("QUEUE_TYPE", queueType), ("PREFETCH", prefetch), ("CONCURRENCY", concurrency), ("HANDLER", handler),
             ("HEALTH_HOST", healthHost), ("HEALTH_PORT", healthPort), ("LOG_LEVEL", logLevel),
-            ("LOG_FORMAT", logFormat), ("DRAIN_TIMEOUT", drainTimeout),
+            ("LOG_FORMAT", logFormat), ("DRAIN_TIMEOUT", drainTimeout), ("MAX_ATTEMPTS", maxAttempts),
+            ("RETRY_DELAY", retryDelay), ("RETRY_DELAY_MAX", retryDelayMax), ("HANDLER_TIMEOUT", handlerTimeout),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
     }

@@ -97,6 +97,11 @@ struct IngestJob: Sendable {
 
     private func outcome(for error: any Error, id: String) -> MessageOutcome {
         if let error = error as? PostgresError, error.code == .queryFailed {
+            // Class 22 (data exception: untranslatable character, value too long, …) is the event's
+            // fault and fails the same way every time: dead-letter it now instead of retrying.
+            if error.sqlState?.hasPrefix("22") == true {
+                return .deadLetter(reason: "PostgreSQL cannot store event \(id): \(error)")
+            }
             return .retry(reason: "insert of event \(id) failed: \(error)")
         }
         return .requeue(reason: "postgres unavailable: \(error)")

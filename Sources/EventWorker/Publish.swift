@@ -22,7 +22,7 @@ struct Publish: AsyncParsableCommand {
         amqp.connectionName = "event-worker publish"
         let connection = try await AMQPConnection.connect(configuration: amqp)
         // Declare first, so events published before any worker started are kept.
-        try await Topology(queue: settings.queue, queueType: settings.queueType).declare(on: connection)
+        try await Topology(queue: settings.queue, queueType: settings.queueType).declare(on: connection, retry: settings.retry)
         let queue = settings.queue
         let window = 256
         try await withThrowingTaskGroup(of: Void.self) { group in

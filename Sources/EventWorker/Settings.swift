@@ -3,6 +3,7 @@ import Warren
 import WarrenAMQP
 import WarrenPostgres
 import WarrenRedis
+import WarrenSystem
 
 /// A setting that is missing or malformed: the process stops with exit code 2 and this one line.
 struct SettingError: Error, CustomStringConvertible {
@@ -34,6 +35,8 @@ struct Settings: Sendable {
     var logLevel: Logger.Level
     var logFormat: LogFormat
     var drainTimeout: Duration
+    var retry: RetryPolicy
+    var handlerTimeout: Duration
 
     static let defaults: [String: String] = [
         "AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
@@ -49,6 +52,10 @@ struct Settings: Sendable {
         "LOG_LEVEL": "info",
         "LOG_FORMAT": "json",
         "DRAIN_TIMEOUT": "20",
+        "MAX_ATTEMPTS": "5",
+        "RETRY_DELAY": "1",
+        "RETRY_DELAY_MAX": "60",
+        "HANDLER_TIMEOUT": "30",
     ]
 
     /// Resolves settings: `flags` (by env name) win over `environment`, which wins over the defaults.
@@ -65,6 +72,17 @@ struct Settings: Sendable {
                 throw SettingError(setting: name, problem: "\(number) is outside \(range.lowerBound)...\(range.upperBound)")
             }
             return number
+        }
+        /// Seconds with up to 3 decimals (`0.5`, `1`, `2.25`), within `range`.
+        func seconds(_ name: String, _ range: ClosedRange<Double>) throws(SettingError) -> Duration {
+            let text = value(name)
+            guard let number = Double(text), number.isFinite, text.allSatisfy({ $0.isNumber || $0 == "." }) else {
+                throw SettingError(setting: name, problem: "'\(text.prefix(32))' is not a number of seconds (decimals allowed)")
+            }
+            guard range.contains(number) else {
+                throw SettingError(setting: name, problem: "\(text) is outside \(range.lowerBound)...\(range.upperBound) seconds")
+            }
+            return .milliseconds(Int64((number * 1000).rounded()))
         }
         func choice<T: RawRepresentable & CaseIterable>(_ name: String, _: T.Type) throws(SettingError) -> T where T.RawValue == String {
             let text = value(name).lowercased()
@@ -101,6 +119,13 @@ struct Settings: Sendable {
         guard let logLevel = Logger.Level(rawValue: level) else {
             throw SettingError(setting: "LOG_LEVEL", problem: "'\(level.prefix(32))' is not one of trace, debug, info, notice, warning, error, critical")
         }
+        let maxAttempts = try integer("MAX_ATTEMPTS", 1...100)
+        let retryDelay = try seconds("RETRY_DELAY", 0.001...3600)
+        let retryDelayMax = try seconds("RETRY_DELAY_MAX", 0.001...86400)
+        guard retryDelayMax >= retryDelay else {
+            throw SettingError(setting: "RETRY_DELAY_MAX", problem: "\(value("RETRY_DELAY_MAX")) is below RETRY_DELAY (\(value("RETRY_DELAY")))")
+        }
+        let handlerTimeout = try seconds("HANDLER_TIMEOUT", 0.001...3600)
         let healthHost = value("HEALTH_HOST")
         guard !healthHost.isEmpty else { throw SettingError(setting: "HEALTH_HOST", problem: "must not be empty") }
         return Settings(
@@ -110,7 +135,9 @@ struct Settings: Sendable {
             handler: try choice("HANDLER", HandlerKind.self),
             healthHost: healthHost, healthPort: try integer("HEALTH_PORT", 0...65535),
             logLevel: logLevel, logFormat: try choice("LOG_FORMAT", LogFormat.self),
-            drainTimeout: .seconds(drain)
+            drainTimeout: .seconds(drain),
+            retry: RetryPolicy(maxAttempts: maxAttempts, initialDelay: retryDelay, maximumDelay: retryDelayMax),
+            handlerTimeout: handlerTimeout
         )
     }
 
@@ -128,6 +155,10 @@ struct Settings: Sendable {
             "warren.handler": "\(handler.rawValue)",
             "warren.health": "\(healthHost):\(healthPort)",
             "warren.drain_timeout": "\(drainTimeout)",
+            "warren.max_attempts": "\(retry.maxAttempts)",
+            "warren.retry_delay": "\(retry.initialDelay.secondsText)",
+            "warren.retry_delay_max": "\(retry.maximumDelay.secondsText)",
+            "warren.handler_timeout": "\(handlerTimeout.secondsText)",
             "warren.log_level": "\(logLevel.rawValue)",
             "warren.log_format": "\(logFormat.rawValue)",
         ]

@@ -1,26 +1,14 @@
-import WarrenAMQP
-
 /// What a handler decided about a message, and so how it is settled with the broker.
 public enum MessageOutcome: Sendable, Equatable {
     /// Done: acknowledge, the broker forgets it.
     case ack
-    /// The message itself is bad (not JSON, wrong shape): reject without requeue, so it goes to
-    /// `<queue>.dead`. Logged once with the reason; never retried.
+    /// The message itself is bad (not JSON, wrong shape, a value that cannot be stored): it goes to
+    /// `<queue>.dead` at once with `reason` in header `x-warren-reason`, logged once; never retried.
     case deadLetter(reason: String)
-    /// A dependency the handler needs is down: requeue, never dead-letter; consumption pauses
-    /// until readiness passes again.
+    /// A dependency the handler needs is down: back to the queue after the first retry delay, not
+    /// counted as an attempt, never dead-lettered; consumption pauses until readiness passes again.
     case requeue(reason: String)
-    /// The handler failed: redeliver, up to the subscription's attempt limit, then dead-letter.
+    /// The handler failed: delivered again after a growing delay (``RetryPolicy``), up to the
+    /// subscription's attempts, then dead-lettered.
     case retry(reason: String)
-}
-
-/// How often a message has been delivered, as far as the broker tells.
-///
-/// Quorum queues count deliveries in `x-delivery-count`; classic queues only say `redelivered`,
-/// so a redelivered classic message counts as attempt 2.
-func deliveryAttempt(of delivery: AMQPDelivery) -> Int {
-    if let count = delivery.properties.headers["x-delivery-count"]?.intValue {
-        return Int(count) + 1
-    }
-    return delivery.redelivered ? 2 : 1
 }

@@ -38,6 +38,8 @@ public enum WarrenMetrics {
     public static let messagesDeadLettered = "warren_messages_dead_lettered_total"
     /// Histogram, `queue`: handler run time, every outcome (buckets: ``handlerDurationBuckets``).
     public static let handlerDuration = "warren_handler_duration_seconds"
+    /// Counter, `queue`: messages whose handler ran past its timeout (then retried).
+    public static let handlerTimeouts = "warren_handler_timeouts_total"
     /// Gauge, `queue`: handlers running now.
     public static let messagesInFlight = "warren_messages_in_flight"
     /// Gauge, `queue` and `state`: 1 for the consumer's current state, 0 for the others.
@@ -61,10 +63,11 @@ public enum WarrenMetrics {
         .init(name: messagesAcked, kind: .counter, labels: ["queue"], help: "messages acknowledged"),
         .init(name: messagesRequeued, kind: .counter, labels: ["queue"],
               help: "messages put back because a dependency was down or consumption was pausing"),
-        .init(name: messagesRetried, kind: .counter, labels: ["queue"],
-              help: "messages put back for redelivery after a handler failure"),
-        .init(name: messagesDeadLettered, kind: .counter, labels: ["queue"],
-              help: "messages rejected to the dead-letter queue (invalid, or out of attempts)"),
+        .init(name: messagesRetried, kind: .counter, labels: ["queue", "reason"],
+              help: "messages sent to a delay queue after a failed attempt (reason: failure or timeout)"),
+        .init(name: messagesDeadLettered, kind: .counter, labels: ["queue", "reason"],
+              help: "messages dead-lettered (reason: invalid, or exhausted attempts)"),
+        .init(name: handlerTimeouts, kind: .counter, labels: ["queue"], help: "messages whose handler ran past its timeout"),
         .init(name: handlerDuration, kind: .histogram, labels: ["queue"], help: "handler run time, every outcome"),
         .init(name: messagesInFlight, kind: .gauge, labels: ["queue"], help: "handlers running now"),
         .init(name: consumerState, kind: .gauge, labels: ["queue", "state"],
@@ -101,8 +104,11 @@ final class SubscriptionMetrics: Sendable {
     let received: Counter
     let acked: Counter
     let requeued: Counter
-    let retried: Counter
-    let deadLettered: Counter
+    private let retriedFailure: Counter
+    private let retriedTimeout: Counter
+    private let deadLetteredInvalid: Counter
+    private let deadLetteredExhausted: Counter
+    let handlerTimeouts: Counter
     let handlerDuration: CoreMetrics.Timer
     let inFlight: Meter
     let reconnects: Counter
@@ -114,8 +120,14 @@ final class SubscriptionMetrics: Sendable {
         received = counter(WarrenMetrics.messagesReceived)
         acked = counter(WarrenMetrics.messagesAcked)
         requeued = counter(WarrenMetrics.messagesRequeued)
-        retried = counter(WarrenMetrics.messagesRetried)
-        deadLettered = counter(WarrenMetrics.messagesDeadLettered)
+        func counter(_ name: String, reason: String) -> Counter {
+            Counter(label: name, dimensions: labels + [("reason", reason)], factory: factory)
+        }
+        retriedFailure = counter(WarrenMetrics.messagesRetried, reason: Settlement.DelayReason.failure.rawValue)
+        retriedTimeout = counter(WarrenMetrics.messagesRetried, reason: Settlement.DelayReason.timeout.rawValue)
+        deadLetteredInvalid = counter(WarrenMetrics.messagesDeadLettered, reason: Settlement.DeadLetterReason.invalid.rawValue)
+        deadLetteredExhausted = counter(WarrenMetrics.messagesDeadLettered, reason: Settlement.DeadLetterReason.exhausted.rawValue)
+        handlerTimeouts = counter(WarrenMetrics.handlerTimeouts)
         reconnects = counter(WarrenMetrics.reconnects)
         handlerDuration = CoreMetrics.Timer(label: WarrenMetrics.handlerDuration, dimensions: labels, factory: factory)
         inFlight = Meter(label: WarrenMetrics.messagesInFlight, dimensions: labels, factory: factory)
@@ -124,6 +136,16 @@ final class SubscriptionMetrics: Sendable {
             (state, Gauge(label: WarrenMetrics.consumerState, dimensions: labels + [("state", state.rawValue)], factory: factory))
         }
         setState(.disconnected)
+    }
+
+    /// The retry counter of `reason` (failure or timeout; a dependency outage counts as requeued).
+    func retried(_ reason: Settlement.DelayReason) -> Counter {
+        reason == .timeout ? retriedTimeout : retriedFailure
+    }
+
+    /// The dead-letter counter of `reason`.
+    func deadLettered(_ reason: Settlement.DeadLetterReason) -> Counter {
+        reason == .exhausted ? deadLetteredExhausted : deadLetteredInvalid
     }
 
     /// Sets the current state's gauge to 1 and the others to 0.

@@ -7,20 +7,28 @@ public struct SubscriptionOptions: Sendable {
     public var prefetch: UInt16
     /// Handlers running at once (at most `prefetch`).
     public var concurrency: Int
-    /// Deliveries of a failing message before it is dead-lettered.
-    public var maxAttempts: Int
+    /// Delayed retries through the broker, and how many attempts before a message is dead-lettered.
+    public var retry: RetryPolicy
+    /// A handler (or chunk) still running after this is cancelled and its messages retried as failures
+    /// (keep it well below RabbitMQ's `consumer_timeout`, 30 min by default). `nil`: no limit.
+    public var handlerTimeout: Duration?
     /// The readiness checks this subscription's handler needs: while one of them fails, this
     /// subscription pauses (its consumer is cancelled; messages wait in the queue) and the others go
     /// on. `nil`: every check added with `gatesConsumption: true`.
     public var needs: Set<String>?
 
     /// Options; `concurrency` is capped at `prefetch`.
-    public init(prefetch: UInt16 = 100, concurrency: Int = 16, maxAttempts: Int = 3, needs: Set<String>? = nil) {
+    public init(prefetch: UInt16 = 100, concurrency: Int = 16, retry: RetryPolicy = RetryPolicy(),
+                handlerTimeout: Duration? = .seconds(30), needs: Set<String>? = nil) {
         self.prefetch = prefetch
         self.concurrency = concurrency
-        self.maxAttempts = maxAttempts
+        self.retry = retry
+        self.handlerTimeout = handlerTimeout
         self.needs = needs
     }
+
+    /// Handler attempts before a message is dead-lettered (``RetryPolicy/maxAttempts``).
+    public var maxAttempts: Int { retry.maxAttempts }
 }
 
 /// What the subscription service (or `WarrenTesting`) gives a handler besides the deliveries.
@@ -71,8 +79,8 @@ public struct Subscription: Sendable {
     public var prefetch: UInt16 { options.prefetch }
     /// ``SubscriptionOptions/concurrency`` (at most `prefetch`).
     public var concurrency: Int { options.concurrency }
-    /// ``SubscriptionOptions/maxAttempts``.
-    public var maxAttempts: Int { options.maxAttempts }
+    /// ``RetryPolicy/maxAttempts``.
+    public var maxAttempts: Int { options.retry.maxAttempts }
 
     /// A subscription whose handler takes a typed message, decoded from the body (JSON unless a
     /// `decoder` says otherwise).
@@ -81,7 +89,7 @@ public struct Subscription: Sendable {
     ///   handler does not run.
     /// - The handler returns: the message is acked. It throws ``DependencyUnavailable``: requeued,
     ///   not an attempt. ``InvalidMessage``: dead-lettered at once. Anything else: retried, up to
-    ///   ``SubscriptionOptions/maxAttempts``, then dead-lettered.
+    ///   ``RetryPolicy/maxAttempts`` with growing delays, then dead-lettered.
     public init<Message: Decodable & Sendable>(
         _ topology: Topology,
         options: SubscriptionOptions = SubscriptionOptions(),
@@ -144,7 +152,6 @@ public struct Subscription: Sendable {
                  handler: @escaping @Sendable ([AMQPDelivery], HandlerEnvironment) async -> [MessageOutcome]) {
         precondition(options.prefetch > 0, "Subscription: prefetch must be positive")
         precondition(options.concurrency > 0, "Subscription: concurrency must be positive")
-        precondition(options.maxAttempts > 0, "Subscription: maxAttempts must be positive")
         var options = options
         options.concurrency = min(options.concurrency, Int(options.prefetch))
         self.topology = topology

@@ -43,10 +43,8 @@ public final class SubscriptionService: Sendable {
     private let stopped = Gate(open: false)
     /// Called each time a consumer is registered (e.g. to re-check readiness at once).
     private let consumingObserver = Mutex<(@Sendable () -> Void)?>(nil)
-    /// Handler failures per message, for bounded redelivery on classic queues.
-    private let failures = FailureLedger()
-    private let logger: Logger
-    private let metrics: SubscriptionMetrics
+    let logger: Logger
+    let metrics: SubscriptionMetrics
 
     /// - Parameter metricsFactory: where the queue's metrics go (see ``WarrenMetrics``); by default the
     ///   bootstrapped `MetricsSystem`.
@@ -127,7 +125,7 @@ public final class SubscriptionService: Sendable {
         gate.set(open: false, reason: "shutting down")
     }
 
-    private var isStopping: Bool { state.withLock { $0.stopping } }
+    var isStopping: Bool { state.withLock { $0.stopping } }
 
     /// Sets the phase (and whatever `update` changes with it) and the consumer-state gauges, under
     /// one lock so that the gauges follow the phases in order.
@@ -142,7 +140,7 @@ public final class SubscriptionService: Sendable {
     private func connect() async throws -> AMQPConnection {
         let connection = try await AMQPConnection.connect(configuration: configuration, logger: logger)
         do {
-            try await subscription.topology.declare(on: connection)
+            try await subscription.topology.declare(on: connection, retry: subscription.options.retry)
             try await connection.setPrefetch(subscription.prefetch)
         } catch {
             await connection.close()
@@ -187,95 +185,5 @@ public final class SubscriptionService: Sendable {
             await group.next()
             group.cancelAll()
         }
-    }
-
-    /// Runs the handler for each delivery with at most `concurrency` at once; returns when the
-    /// consumer's sequence ends and every handler finished.
-    private func handle(_ consumer: AMQPConsumer, on connection: AMQPConnection) async throws {
-        let limit = subscription.concurrency
-        let failures = self.failures
-        let environment = HandlerEnvironment(queue: subscription.topology.queue, publisher: connection, logger: logger,
-                                             attempt: { failures.attempt(of: $0) })
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var running = 0
-            for try await batch in consumer.batches {
-                metrics.received.increment(by: Int64(batch.count))
-                // Spread the batch over at most `limit` tasks: under load a task runs a chunk of
-                // messages one after another instead of costing a task per message.
-                let chunkSize = max((batch.count + limit - 1) / limit, min(batch.count, subscription.minimumChunk))
-                for start in stride(from: 0, to: batch.count, by: chunkSize) {
-                    let chunk = batch[start..<min(start + chunkSize, batch.count)]
-                    if running >= limit {
-                        try await group.next()
-                        running -= 1
-                    }
-                    running += 1
-                    group.addTask { await self.process(Array(chunk), environment) }
-                }
-            }
-            try await group.waitForAll()
-        }
-    }
-
-    private func process(_ chunk: [AMQPDelivery], _ environment: HandlerEnvironment) async {
-        guard gate.isOpen else {
-            for delivery in chunk { delivery.nack(requeue: true) }  // arrived after we decided to pause
-            metrics.requeued.increment(by: Int64(chunk.count))
-            return
-        }
-        metrics.inFlight.increment(by: Double(chunk.count))
-        let started = MonotonicClock.now
-        var outcomes = await subscription.handler(chunk, environment)
-        let share = (MonotonicClock.now - started).nanoseconds / Int64(chunk.count)
-        metrics.inFlight.decrement(by: Double(chunk.count))
-        if outcomes.count != chunk.count {
-            // A bug in the handler, not in the messages: which outcome belongs to which delivery is
-            // unknown, so none is trusted and the whole chunk counts as a failed attempt.
-            let reason = "the chunk handler returned \(outcomes.count) outcomes for \(chunk.count) deliveries (it must return one per delivery, in order)"
-            logger.error("handler bug: outcomes do not match deliveries; the chunk is retried", metadata: ["warren.reason": "\(reason)"])
-            outcomes = Array(repeating: .retry(reason: reason), count: chunk.count)
-        }
-        for (delivery, outcome) in zip(chunk, outcomes) {
-            metrics.handlerDuration.recordNanoseconds(share)
-            settle(delivery, outcome)
-        }
-    }
-
-    private func settle(_ delivery: AMQPDelivery, _ outcome: MessageOutcome) {
-        switch outcome {
-        case .ack:
-            failures.forget(delivery)
-            delivery.ack()
-            metrics.acked.increment()
-        case .deadLetter(let reason):
-            logger.warning("dead-lettered a message", metadata: deliveryMetadata(delivery, reason, deadLetter: true))
-            delivery.reject(requeue: false)
-            metrics.deadLettered.increment()
-        case .requeue(let reason):
-            logger.debug("requeued a message", metadata: deliveryMetadata(delivery, reason))
-            delivery.nack(requeue: true)
-            metrics.requeued.increment()
-        case .retry(let reason):
-            if failures.attempt(of: delivery) >= subscription.maxAttempts {
-                failures.forget(delivery)
-                logger.warning("dead-lettered a message after repeated failures", metadata: deliveryMetadata(
-                    delivery, "gave up after \(subscription.maxAttempts) attempts: \(reason)", deadLetter: true))
-                delivery.reject(requeue: false)
-                metrics.deadLettered.increment()
-            } else {
-                logger.info("handler failed; the message will be redelivered", metadata: deliveryMetadata(delivery, reason))
-                failures.recordFailure(delivery)
-                delivery.nack(requeue: true)
-                metrics.retried.increment()
-            }
-        }
-    }
-
-    /// The reason, the message id when the publisher set one, the attempt and, for a dead letter, where it went.
-    private func deliveryMetadata(_ delivery: AMQPDelivery, _ reason: String, deadLetter: Bool = false) -> Logger.Metadata {
-        var metadata: Logger.Metadata = ["warren.reason": "\(reason)", "warren.attempt": "\(failures.attempt(of: delivery))"]
-        if deadLetter { metadata["warren.dead_letter_queue"] = "\(subscription.topology.deadLetterQueue)" }
-        if let id = delivery.properties.messageID { metadata["warren.message_id"] = "\(id)" }
-        return metadata
     }
 }

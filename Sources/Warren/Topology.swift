@@ -166,9 +166,34 @@ public struct Topology: Sendable, Equatable {
     /// The dead-letter queue, `<queue>.dead`.
     public var deadLetterQueue: String { "\(queue).dead" }
 
-    /// Declares everything; idempotent while the arguments stay the same. A queue or exchange that
-    /// exists with other arguments fails with the broker's 406 PRECONDITION_FAILED, which names them.
-    public func declare(on connection: AMQPConnection) async throws {
+    /// The delay queue of `delay`, `<queue>.retry.<ms>ms`: messages wait there for `delay` (its message
+    /// TTL), then the broker dead-letters them back to `<queue>` (see ``RetryPolicy``).
+    public func retryQueue(delay: Duration) -> String { "\(queue).retry.\(delay.wholeMilliseconds)ms" }
+
+    /// Declares everything, the delay queues of `retry` included; idempotent while the arguments stay
+    /// the same. A queue or exchange that exists with other arguments fails with the broker's 406
+    /// PRECONDITION_FAILED, which names them. (Delay queues are named by their delay, so a changed
+    /// `RETRY_DELAY` declares new ones instead of clashing with the old.)
+    public func declare(on connection: AMQPConnection, retry: RetryPolicy = RetryPolicy()) async throws {
+        try await declareQueues(on: connection)
+        for delay in retry.delays {
+            var arguments: AMQPTable = [
+                "x-queue-type": .string(queueType.rawValue),
+                "x-message-ttl": .int(delay.wholeMilliseconds),
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": .string(queue),
+            ]
+            if queueType == .quorum {
+                // At-least-once dead-lettering (3.10+; it requires reject-publish): on a cluster a
+                // retry must not be lost when a leader moves between the TTL and the work queue.
+                arguments["x-dead-letter-strategy"] = "at-least-once"
+                arguments["x-overflow"] = "reject-publish"
+            }
+            try await connection.declareQueue(retryQueue(delay: delay), durable: true, arguments: arguments)
+        }
+    }
+
+    private func declareQueues(on connection: AMQPConnection) async throws {
         let type: AMQPTable = ["x-queue-type": .string(queueType.rawValue)]
         try await connection.declareExchange(deadLetterExchange, type: "fanout", durable: true)
         try await connection.declareQueue(deadLetterQueue, durable: true, arguments: type)

@@ -85,9 +85,7 @@ extension Integration {
         /// Removes what the worker declared for `queue`.
         static func deleteTopology(of queue: String) async {
             guard let amqp = try? await AMQPConnection.connect(configuration: try AMQPConfiguration(url: Servers.amqpURL)) else { return }
-            _ = try? await amqp.deleteQueue(queue)
-            _ = try? await amqp.deleteQueue("\(queue).dead")
-            try? await amqp.deleteExchange("\(queue).dlx")
+            await amqp.deleteTopology(of: queue)
             await amqp.close()
         }
 

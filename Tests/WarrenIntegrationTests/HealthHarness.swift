@@ -89,9 +89,7 @@ final class HealthHarness: Sendable {
         for task in tasks.withLock({ $0 }) { task.cancel() }
         await server.shutdown()
         if let connection = service.current.connection {
-            _ = try? await connection.deleteQueue(service.subscription.topology.queue)
-            _ = try? await connection.deleteQueue(service.subscription.topology.deadLetterQueue)
-            try? await connection.deleteExchange(service.subscription.topology.deadLetterExchange)
+            await connection.deleteTopology(of: service.subscription.topology.queue)
         }
     }
 

@@ -59,6 +59,12 @@ struct Exposition {
         samples.filter { sample in sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value } }
     }
 
+    /// The sum of every sample of `name` with (at least) `labels`; nil when there is none.
+    func sum(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+        let found = samples(name, labels)
+        return found.isEmpty ? nil : found.reduce(0) { $0 + $1.value }
+    }
+
     /// The one sample of `name` with (at least) `labels`; nil when there is none or more than one.
     func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
         let found = samples(name, labels)
@@ -117,7 +123,8 @@ extension Integration {
                 #expect(name.wholeMatch(of: snakeCase) != nil, "\(name): snake_case")
                 #expect(name.hasPrefix("warren_") || name == "process_start_time_seconds", "\(name): prefix")
                 #expect((descriptor.kind == .counter) == name.hasSuffix("_total"), "\(name): counters and only counters end in _total")
-                let isTime = ["duration", "lag", "time", "latency"].contains { name.contains($0) }
+                let words = name.split(separator: "_")
+                let isTime = ["duration", "lag", "time", "latency"].contains { words.contains(Substring($0)) }
                 #expect(!isTime || name.hasSuffix("_seconds"), "\(name): durations and times in seconds")
                 #expect(descriptor.kind != .histogram || name.hasSuffix("_seconds"), "\(name): the histogram times something")
                 #expect(exposition.types[name] == descriptor.kind.rawValue, "\(name): emitted as \(descriptor.kind)")
@@ -168,7 +175,7 @@ extension Integration {
             let summary = await f.describe()
             #expect(drained, "\(summary)")
             func delta(_ metric: String, _ a: Exposition, _ b: Exposition) -> Double? {
-                guard let before = a.value(metric, q), let after = b.value(metric, q) else { return nil }
+                guard let before = a.sum(metric, q), let after = b.sum(metric, q) else { return nil }
                 return after - before
             }
             // Settled messages are counted right after the ack is queued; give the scrape a moment.

@@ -16,7 +16,8 @@ extension Integration {
             let calls = Atomic<Int>(0)
             let queue = uniqueName("outcomes")
             let service = SubscriptionService(
-                subscription: Subscription(Topology(queue: queue), options: SubscriptionOptions(prefetch: 10, concurrency: 1, maxAttempts: 2),
+                subscription: Subscription(Topology(queue: queue), options: SubscriptionOptions(
+                    prefetch: 10, concurrency: 1, retry: RetryPolicy(maxAttempts: 2, initialDelay: .milliseconds(20), maximumDelay: .milliseconds(20))),
                                            minimumChunk: 1) { deliveries in
                     calls.add(1, ordering: .relaxed)
                     return deliveries.count == 1 ? [] : [.ack]  // never one outcome per delivery
@@ -35,10 +36,8 @@ extension Integration {
             #expect(logs.all.contains("outcomes do not match deliveries"))
             #expect(logs.all.contains("returned 0 outcomes for 1 deliveries"))
             service.stop()
-            await running.value
-            _ = try? await publisher.deleteQueue(queue)
-            _ = try? await publisher.deleteQueue("\(queue).dead")
-            try? await publisher.deleteExchange("\(queue).dlx")
+            _ = await running.result
+            await publisher.deleteTopology(of: queue, retry: [service.subscription.options.retry])
             await publisher.close()
         }
     }

@@ -47,6 +47,9 @@ extension Integration {
                                 logger: Logger(label: "warren.test") { logs.handler(label: $0) })
             }
 
+            /// Retries fast enough for a test.
+            static let quickRetry = RetryPolicy(maxAttempts: 3, initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200))
+
             func name(_ prefix: String) -> String {
                 let name = uniqueName(prefix)
                 names.withLock { $0.append(name) }
@@ -81,9 +84,7 @@ extension Integration {
             func cleanUp() async {
                 guard let amqp = try? await AMQPConnection.connect(configuration: try AMQPConfiguration(url: Servers.amqpURL)) else { return }
                 for name in names.withLock({ $0 }) {
-                    _ = try? await amqp.deleteQueue(name)
-                    _ = try? await amqp.deleteQueue("\(name).dead")
-                    try? await amqp.deleteExchange("\(name).dlx")
+                    await amqp.deleteTopology(of: name, retry: [RetryPolicy(), Self.quickRetry])
                     try? await amqp.deleteExchange(name)
                 }
                 await amqp.close()
@@ -157,7 +158,7 @@ extension Integration {
             let h = try Harness()
             let queue = h.name("typed")
             let attempts = Mutex<[String: [Int]]>([:])
-            try h.worker.subscribe(Subscription(Topology(queue: queue), options: SubscriptionOptions(maxAttempts: 3)) {
+            try h.worker.subscribe(Subscription(Topology(queue: queue), options: SubscriptionOptions(retry: Harness.quickRetry)) {
                 (order: Order, context: MessageContext) in
                 attempts.withLock { $0[order.id, default: []].append(context.attempt) }
                 if order.id == "flaky", context.attempt == 1 { throw CheckFailure("payment service timed out") }
@@ -173,10 +174,47 @@ extension Integration {
                 let dead = try await amqp.inspectQueue("\(queue).dead").messageCount
                 #expect(settled, "dead: \(dead), attempts: \(attempts.withLock { $0 })")
                 #expect(attempts.withLock { $0["bad"] } == nil, "the handler never ran for the undecodable body")
+                let consumer = try await amqp.consume(queue: "\(queue).dead")
+                var letters = consumer.makeAsyncIterator()
+                let letter = try #require(try await letters.next())
+                letter.ack()
+                try await consumer.cancel()
+                #expect(letter.properties.headers["x-warren-reason"]?.stringValue?.hasPrefix("not decodable: total is not Int") == true,
+                        "\(letter.properties.headers)")
+                #expect(letter.properties.headers["x-warren-attempts"] == .int(1))
                 #expect(try await amqp.inspectQueue(queue).messageCount == 0)
             }
             #expect(h.logs.all.contains("not decodable: total is not Int"), "\(h.logs.all)")
             #expect(h.logs.all.contains("payment service timed out"))
+            await amqp.close()
+            await h.cleanUp()
+        }
+
+        /// A handler past its timeout is cancelled and its message retried as a failed attempt.
+        @Test func aHandlerPastItsTimeoutIsCancelledAndRetried() async throws {
+            let h = try Harness()
+            let queue = h.name("slow")
+            let attempts = Mutex<[Int]>([])
+            let cancelled = Atomic<Bool>(false)
+            try h.worker.subscribe(Subscription(Topology(queue: queue),
+                                                options: SubscriptionOptions(retry: Harness.quickRetry, handlerTimeout: .milliseconds(300))) {
+                (order: Order, context: MessageContext) in
+                attempts.withLock { $0.append(context.attempt) }
+                if context.attempt == 1 {
+                    do { try await Task.sleep(for: .seconds(30)) } catch { cancelled.store(true, ordering: .relaxed) }
+                }
+            })
+            let amqp = try await Self.publisher()
+            try await h.run {
+                try await amqp.publish(Self.json(Order(id: "slow", total: 1)), routingKey: queue)
+                let done = await eventually(timeout: .seconds(10)) { attempts.withLock { $0 } == [1, 2] }
+                #expect(done, "\(attempts.withLock { $0 })")
+                #expect(try await amqp.inspectQueue("\(queue).dead").messageCount == 0)
+            }
+            let wasCancelled = cancelled.load(ordering: .relaxed)
+            #expect(wasCancelled, "the slow handler's task was cancelled")
+            #expect(h.logs.all.contains("handler timed out"))
+            #expect(h.logs.all.contains("ran past its timeout (0.3 s)"))
             await amqp.close()
             await h.cleanUp()
         }

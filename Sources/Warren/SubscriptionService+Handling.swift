@@ -1,0 +1,196 @@
+import Logging
+import Synchronization
+import WarrenAMQP
+import WarrenSystem
+
+/// Handing deliveries to the handler and settling each with the broker (on Swift concurrency; the
+/// AMQP calls only queue work for the connection's owner thread).
+extension SubscriptionService {
+    /// Runs the handler for each delivery with at most `concurrency` at once; returns when the
+    /// consumer's sequence ends and every handler finished.
+    func handle(_ consumer: AMQPConsumer, on connection: AMQPConnection) async throws {
+        let limit = subscription.concurrency
+        let environment = HandlerEnvironment(queue: subscription.topology.queue, publisher: connection, logger: logger,
+                                             attempt: { WarrenHeaders.failures(of: $0.properties) + 1 })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var running = 0
+            for try await batch in consumer.batches {
+                metrics.received.increment(by: Int64(batch.count))
+                // Spread the batch over at most `limit` tasks: under load a task runs a chunk of
+                // messages one after another instead of costing a task per message.
+                let chunkSize = max((batch.count + limit - 1) / limit, min(batch.count, subscription.minimumChunk))
+                for start in stride(from: 0, to: batch.count, by: chunkSize) {
+                    let chunk = batch[start..<min(start + chunkSize, batch.count)]
+                    if running >= limit {
+                        try await group.next()
+                        running -= 1
+                    }
+                    running += 1
+                    group.addTask { await self.process(Array(chunk), environment, on: connection) }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func process(_ chunk: [AMQPDelivery], _ environment: HandlerEnvironment, on connection: AMQPConnection) async {
+        guard gate.isOpen else {
+            // Arrived after we decided to pause: back through the first delay queue (not an attempt).
+            for delivery in chunk { await settle(delivery, .requeue(reason: "consumption is pausing"), timedOut: false, on: connection) }
+            return
+        }
+        metrics.inFlight.increment(by: Double(chunk.count))
+        let started = MonotonicClock.now
+        var (outcomes, timedOut) = await runHandler(chunk, environment)
+        let share = (MonotonicClock.now - started).nanoseconds / Int64(chunk.count)
+        metrics.inFlight.decrement(by: Double(chunk.count))
+        if outcomes.count != chunk.count {
+            // A bug in the handler, not in the messages: which outcome belongs to which delivery is
+            // unknown, so none is trusted and the whole chunk counts as a failed attempt.
+            let reason = "the chunk handler returned \(outcomes.count) outcomes for \(chunk.count) deliveries (it must return one per delivery, in order)"
+            logger.error("handler bug: outcomes do not match deliveries; the chunk is retried", metadata: ["warren.reason": "\(reason)"])
+            outcomes = Array(repeating: .retry(reason: reason), count: chunk.count)
+        }
+        for (delivery, outcome) in zip(chunk, outcomes) {
+            metrics.handlerDuration.recordNanoseconds(share)
+            await settle(delivery, outcome, timedOut: timedOut, on: connection)
+        }
+    }
+
+    /// Runs the handler under the subscription's timeout. Past it, the handler's task is cancelled and
+    /// left behind (cancellation is cooperative: a handler that ignores it runs on, but its result is
+    /// no longer waited for), and every delivery of the chunk is a failed attempt.
+    private func runHandler(_ chunk: [AMQPDelivery], _ environment: HandlerEnvironment) async -> (outcomes: [MessageOutcome], timedOut: Bool) {
+        let handler = subscription.handler
+        guard let timeout = subscription.options.handlerTimeout else { return (await handler(chunk, environment), false) }
+        let race = HandlerRace()
+        return await withCheckedContinuation { continuation in
+            race.start(continuation)
+            let work = Task { race.finish(.done(await handler(chunk, environment))) }
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                if race.finish(.timedOut) { work.cancel() }
+            }
+            race.onFinish { timer.cancel() }
+        }.result(count: chunk.count, timeout: timeout, logger: logger, metrics: metrics)
+    }
+
+    /// Carries out the outcome of one delivery: decides the settlement (pure), then acks, or publishes
+    /// the copy (retry, requeue, dead letter) and acks once the broker confirmed it.
+    func settle(_ delivery: AMQPDelivery, _ outcome: MessageOutcome, timedOut: Bool, on connection: AMQPConnection) async {
+        let failures = WarrenHeaders.failures(of: delivery.properties)
+        let settlement = Settlement.decide(outcome, failures: failures, timedOut: timedOut,
+                                           topology: subscription.topology, retry: subscription.options.retry)
+        switch settlement {
+        case .ack:
+            delivery.ack()
+            metrics.acked.increment()
+        case .delay(let queue, let copyFailures, let expiration, let why, let reason):
+            var properties = WarrenHeaders.copy(delivery.properties, failures: copyFailures)
+            properties.expiration = String(expiration.wholeMilliseconds)
+            var metadata = deliveryMetadata(delivery, reason, attempt: failures + 1)
+            metadata["warren.retry.delay"] = "\(expiration.wholeMilliseconds) ms"
+            do {
+                try await connection.publish(delivery.body, exchange: "", routingKey: queue, properties: properties)
+                delivery.ack()
+            } catch {
+                metadata["warren.error"] = "\(error)"
+                logger.warning("could not publish the delayed copy; the message goes back to the queue at once", metadata: metadata)
+                delivery.nack(requeue: true)
+            }
+            switch why {
+            case .dependency:
+                logger.debug("requeued a message", metadata: metadata)
+                metrics.requeued.increment()
+            case .failure, .timeout:
+                logger.info("handler failed; the message will be delivered again after a delay", metadata: metadata)
+                metrics.retried(why).increment()
+            }
+        case .deadLetter(let reason, let attempts, let why):
+            var properties = WarrenHeaders.copy(delivery.properties, failures: attempts)
+            properties.headers[WarrenHeaders.reason] = .string(String(reason.prefix(4096)))
+            properties.headers[WarrenHeaders.originalExchange] = .string(delivery.exchange)
+            properties.headers[WarrenHeaders.originalRoutingKey] = .string(delivery.routingKey)
+            properties.headers[WarrenHeaders.queue] = .string(subscription.topology.queue)
+            var metadata = deliveryMetadata(delivery, reason, attempt: attempts)
+            metadata["warren.dead_letter_queue"] = "\(subscription.topology.deadLetterQueue)"
+            do {
+                try await connection.publish(delivery.body, exchange: subscription.topology.deadLetterExchange,
+                                             routingKey: delivery.routingKey, properties: properties)
+                delivery.ack()
+            } catch {
+                // The broker's own dead-lettering still keeps it (without Warren's headers).
+                metadata["warren.error"] = "\(error)"
+                delivery.reject(requeue: false)
+            }
+            logger.warning(why == .exhausted ? "dead-lettered a message after repeated failures" : "dead-lettered a message",
+                           metadata: metadata)
+            metrics.deadLettered(why).increment()
+        }
+    }
+
+    /// The reason, the message id when the publisher set one, and the attempt.
+    private func deliveryMetadata(_ delivery: AMQPDelivery, _ reason: String, attempt: Int) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["warren.reason": "\(reason)", "warren.attempt": "\(attempt)"]
+        if let id = delivery.properties.messageID { metadata["warren.message_id"] = "\(id)" }
+        return metadata
+    }
+}
+
+/// The race between a handler and its timeout: whichever finishes first wins, once.
+private final class HandlerRace: Sendable {
+    enum Result: Sendable {
+        case done([MessageOutcome])
+        case timedOut
+
+        func result(count: Int, timeout: Duration, logger: Logger, metrics: SubscriptionMetrics) -> (outcomes: [MessageOutcome], timedOut: Bool) {
+            switch self {
+            case .done(let outcomes):
+                return (outcomes, false)
+            case .timedOut:
+                let reason = "the handler ran past its timeout (\(timeout.secondsText)) and was cancelled"
+                logger.warning("handler timed out; its messages will be delivered again after a delay",
+                               metadata: ["warren.reason": "\(reason)", "warren.messages": "\(count)"])
+                metrics.handlerTimeouts.increment(by: Int64(count))
+                return (Array(repeating: .retry(reason: reason), count: count), true)
+            }
+        }
+    }
+
+    private struct State {
+        var continuation: CheckedContinuation<Result, Never>?
+        var finished = false
+        var onFinish: (@Sendable () -> Void)?
+    }
+
+    private let state = Mutex(State())
+
+    func start(_ continuation: CheckedContinuation<Result, Never>) {
+        state.withLock { $0.continuation = continuation }
+    }
+
+    /// Runs `action` once the race is decided (at once if it already is).
+    func onFinish(_ action: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            if state.finished { return true }
+            state.onFinish = action
+            return false
+        }
+        if now { action() }
+    }
+
+    /// Ends the race with `result`; false if it had already ended.
+    @discardableResult
+    func finish(_ result: Result) -> Bool {
+        let (continuation, action) = state.withLock { state -> (CheckedContinuation<Result, Never>?, (@Sendable () -> Void)?) in
+            guard !state.finished else { return (nil, nil) }
+            state.finished = true
+            defer { state.continuation = nil; state.onFinish = nil }
+            return (state.continuation, state.onFinish)
+        }
+        guard let continuation else { return false }
+        continuation.resume(returning: result)
+        action?()
+        return true
+    }
+}
