@@ -40,6 +40,10 @@ public enum WarrenMetrics {
     public static let handlerDuration = "warren_handler_duration_seconds"
     /// Counter, `queue`: messages whose handler ran past its timeout (then retried).
     public static let handlerTimeouts = "warren_handler_timeouts_total"
+    /// Gauge, `queue`: messages ready in the queue, as the broker said at the last readiness round trip.
+    public static let queueMessages = "warren_queue_messages"
+    /// Gauge, `queue`: consumers on the queue (all replicas), as the broker said at the last readiness round trip.
+    public static let queueConsumers = "warren_queue_consumers"
     /// Gauge, `queue`: handlers running now.
     public static let messagesInFlight = "warren_messages_in_flight"
     /// Gauge, `queue` and `state`: 1 for the consumer's current state, 0 for the others.
@@ -68,6 +72,10 @@ public enum WarrenMetrics {
         .init(name: messagesDeadLettered, kind: .counter, labels: ["queue", "reason"],
               help: "messages dead-lettered (reason: invalid, or exhausted attempts)"),
         .init(name: handlerTimeouts, kind: .counter, labels: ["queue"], help: "messages whose handler ran past its timeout"),
+        .init(name: queueMessages, kind: .gauge, labels: ["queue"],
+              help: "messages ready in the queue at the last readiness round trip (the backlog, without the broker's exporter)"),
+        .init(name: queueConsumers, kind: .gauge, labels: ["queue"],
+              help: "consumers on the queue, every replica's, at the last readiness round trip"),
         .init(name: handlerDuration, kind: .histogram, labels: ["queue"], help: "handler run time, every outcome"),
         .init(name: messagesInFlight, kind: .gauge, labels: ["queue"], help: "handlers running now"),
         .init(name: consumerState, kind: .gauge, labels: ["queue", "state"],
@@ -109,6 +117,9 @@ final class SubscriptionMetrics: Sendable {
     private let deadLetteredInvalid: Counter
     private let deadLetteredExhausted: Counter
     let handlerTimeouts: Counter
+    /// What the broker said of the queue at the last readiness round trip.
+    let queueMessages: Gauge
+    let queueConsumers: Gauge
     let handlerDuration: CoreMetrics.Timer
     let inFlight: Meter
     let reconnects: Counter
@@ -128,6 +139,8 @@ final class SubscriptionMetrics: Sendable {
         deadLetteredInvalid = counter(WarrenMetrics.messagesDeadLettered, reason: Settlement.DeadLetterReason.invalid.rawValue)
         deadLetteredExhausted = counter(WarrenMetrics.messagesDeadLettered, reason: Settlement.DeadLetterReason.exhausted.rawValue)
         handlerTimeouts = counter(WarrenMetrics.handlerTimeouts)
+        queueMessages = Gauge(label: WarrenMetrics.queueMessages, dimensions: labels, factory: factory)
+        queueConsumers = Gauge(label: WarrenMetrics.queueConsumers, dimensions: labels, factory: factory)
         reconnects = counter(WarrenMetrics.reconnects)
         handlerDuration = CoreMetrics.Timer(label: WarrenMetrics.handlerDuration, dimensions: labels, factory: factory)
         inFlight = Meter(label: WarrenMetrics.messagesInFlight, dimensions: labels, factory: factory)

@@ -38,13 +38,17 @@ extension HealthCheck {
         guard let connection, connection.state.isOpen else {
             throw CheckFailure("queue '\(queue)': not connected to the broker (\(service.phase.summary))")
         }
+        let info: AMQPQueueInfo
         if let consumerTag {
-            try await connection.verifyConsumer(consumerTag, queue: queue)
+            info = try await connection.verifyConsumer(consumerTag, queue: queue)
         } else if !service.gate.isOpen {
-            _ = try await connection.inspectQueue(queue)
+            info = try await connection.inspectQueue(queue)
         } else {
             throw CheckFailure("connected, but no consumer registered on queue '\(queue)' yet")
         }
+        // The round trip tells the backlog for free: a gauge, so it shows without the broker's exporter.
+        service.metrics.queueMessages.record(Int64(info.messageCount))
+        service.metrics.queueConsumers.record(Int64(info.consumerCount))
     }
 }
 

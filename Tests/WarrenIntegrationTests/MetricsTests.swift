@@ -188,6 +188,9 @@ extension Integration {
                 #expect(delta(name.messagesRequeued, baseline, after) == 0)
                 #expect(delta(name.messagesRetried, baseline, after) == 0)
                 #expect(after.value(name.messagesInFlight, q) == 0)
+                // The backlog, from the readiness round trip: empty, with this worker as the consumer.
+                let backlog = await worker.scrape(until: 5) { $0.value(name.queueMessages, q) == 0 && $0.value(name.queueConsumers, q) == 1 }
+                #expect(backlog != nil, "warren_queue_messages 0 and warren_queue_consumers 1")
                 let buckets = after.samples("\(name.handlerDuration)_bucket", q)
                 #expect(buckets.count == WarrenMetrics.handlerDurationBuckets.count + 1, "one line per bucket and +Inf")
                 #expect(buckets.allSatisfy { $0.labels["le"] != nil })
