@@ -80,24 +80,25 @@ import Testing
         await connection.finish()
     }
 
-    @Test func quiescingLetsTheInFlightResponseFinishWithConnectionClose() async throws {
-        let latch = Latch()
-        let connection = try await self.connection(sending: get("/held") + get("/hello"), latch: latch)
-        await connection.fire(ChannelShouldQuiesceEvent())
-        #expect(connection.isOpen)
-        latch.open()
-        #expect(await connection.waitForClose())
-        // The pipelined `/hello` had not started: it is dropped.
-        let responses = try await connection.responses()
-        #expect(responses.map(\.summary) == ["200 held done"])
-        #expect(responses.first?.header("connection") == "close")
-        await connection.finish()
+    /// What may end a connection while an `.async` handler runs.
+    enum Interruption: String, CaseIterable, Sendable {
+        /// Server shutdown: the pipelined `/hello` that had not started is dropped.
+        case quiescing
+        /// The client half-closed after its request.
+        case halfClose
     }
 
-    @Test func halfCloseWhileAnAsyncHandlerRunsAnswersThenCloses() async throws {
+    /// Either way the in-flight response is written, with `Connection: close`, and then the
+    /// connection closes.
+    @Test(arguments: Interruption.allCases)
+    func anInterruptionLetsTheInFlightResponseFinishWithConnectionClose(_ interruption: Interruption) async throws {
         let latch = Latch()
-        let connection = try await self.connection(sending: get("/held"), latch: latch)
-        await connection.fire(ChannelEvent.inputClosed)
+        let requests = interruption == .quiescing ? get("/held") + get("/hello") : get("/held")
+        let connection = try await self.connection(sending: requests, latch: latch)
+        switch interruption {
+        case .quiescing: await connection.fire(ChannelShouldQuiesceEvent())
+        case .halfClose: await connection.fire(ChannelEvent.inputClosed)
+        }
         #expect(connection.isOpen)
         latch.open()
         #expect(await connection.waitForClose())
