@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         // Tests only (DeployTests reads the deploy manifests).
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
@@ -105,6 +106,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 // Only the swift-metrics API: the executable picks the backend.
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                // Only the swift-distributed-tracing API: the executable picks the tracer.
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
         ),
         // In-memory runs of a subscription's handler, for users' unit tests (no broker).

@@ -1,4 +1,5 @@
 import Logging
+import Tracing
 import WarrenAMQP
 
 /// Publishes messages and waits for the broker's publisher confirm. ``AMQPConnection`` is one;
@@ -70,6 +71,8 @@ public struct MessageContext: Sendable {
     public let logger: Logger
     let publisher: any MessagePublisher
     let encoder: any MessageEncoder
+    /// The tracer and this message's consumer span, when tracing.
+    let tracing: (tracer: MessageTracer, span: any Span)?
 
     /// The message headers.
     public var headers: AMQPTable { properties.headers }
@@ -81,8 +84,8 @@ public struct MessageContext: Sendable {
     public var replyTo: String? { properties.replyTo }
 
     /// The context of `delivery`.
-    package init(queue: String, delivery: AMQPDelivery, attempt: Int, publisher: any MessagePublisher,
-                 encoder: any MessageEncoder, logger: Logger) {
+    init(queue: String, delivery: AMQPDelivery, attempt: Int, publisher: any MessagePublisher,
+         encoder: any MessageEncoder, logger: Logger, tracing: (tracer: MessageTracer, span: any Span)? = nil) {
         self.queue = queue
         self.properties = delivery.properties
         self.exchange = delivery.exchange
@@ -94,7 +97,11 @@ public struct MessageContext: Sendable {
         var logger = logger
         if let id = delivery.properties.messageID { logger[metadataKey: "warren.message_id"] = "\(id)" }
         if let id = delivery.properties.correlationID { logger[metadataKey: "warren.correlation_id"] = "\(id)" }
+        if let (tracer, span) = tracing {
+            for (key, value) in tracer.logMetadata(of: span) { logger[metadataKey: key] = "\(value)" }
+        }
         self.logger = logger
+        self.tracing = tracing
     }
 
     /// Encodes `message` (JSON unless the subscription says otherwise) and publishes it to `exchange`
@@ -109,7 +116,21 @@ public struct MessageContext: Sendable {
     /// Publishes raw bytes, as given (no properties added); returns once the broker confirmed them.
     public func publish(body: [UInt8], to exchange: String = "", routingKey: String,
                         properties: AMQPProperties = AMQPProperties(deliveryMode: 2)) async throws {
-        try await publisher.publish(body, exchange: exchange, routingKey: routingKey, properties: properties, mandatory: false)
+        guard let (tracer, consumer) = tracing else {
+            return try await publisher.publish(body, exchange: exchange, routingKey: routingKey, properties: properties, mandatory: false)
+        }
+        // A child of this message's span, whose context travels in the headers to the next consumer.
+        var properties = properties
+        let span = tracer.producerSpan(exchange: exchange, routingKey: routingKey, context: consumer.context,
+                                       headers: &properties.headers)
+        defer { span.end() }
+        do {
+            try await publisher.publish(body, exchange: exchange, routingKey: routingKey, properties: properties, mandatory: false)
+        } catch {
+            span.recordError(error)
+            span.setStatus(SpanStatus(code: .error, message: "\(error)"))
+            throw error
+        }
     }
 
     /// Replies to the sender: publishes `message` to the default exchange with the message's

@@ -1,4 +1,5 @@
 import Logging
+import Tracing
 import WarrenAMQP
 
 /// How a subscription consumes: limits, retries, and the checks it waits for.
@@ -40,12 +41,25 @@ package struct HandlerEnvironment: Sendable {
     package var logger: Logger
     /// The attempt a delivery is, from 1.
     package var attempt: @Sendable (AMQPDelivery) -> Int
+    /// The tracer, when one is bootstrapped.
+    var tracer: MessageTracer?
 
     package init(queue: String, publisher: any MessagePublisher, logger: Logger, attempt: @escaping @Sendable (AMQPDelivery) -> Int) {
         self.queue = queue
         self.publisher = publisher
         self.logger = logger
         self.attempt = attempt
+    }
+
+    /// Runs `body` for one message inside its consumer span (when tracing), so that the handler's own
+    /// spans, publishes and log lines belong to the message's trace; ends the span with the outcome.
+    func traced(_ delivery: AMQPDelivery, _ body: (_ attempt: Int, _ span: (any Span)?) async -> MessageOutcome) async -> MessageOutcome {
+        let attempt = attempt(delivery)
+        guard let tracer else { return await body(attempt, nil) }
+        let span = tracer.consumerSpan(for: delivery, queue: queue, attempt: attempt)
+        let outcome = await InstrumentationContext.withValue(span.context) { await body(attempt, span) }
+        tracer.end(span, outcome: outcome)
+        return outcome
     }
 }
 
@@ -72,6 +86,9 @@ public struct Subscription: Sendable {
     /// The smallest chunk a delivery batch is cut into (1 for one-message handlers, so they run in
     /// parallel; larger for chunk handlers, which gain from fewer, bigger chunks).
     public var minimumChunk: Int
+    /// True when the handler takes one message at a time (and so traces each inside its own span);
+    /// a chunk handler's messages get their spans around the chunk.
+    let tracesEachMessage: Bool
     /// Decides the fate of a chunk of messages, one outcome per delivery, in order.
     package let handler: @Sendable ([AMQPDelivery], HandlerEnvironment) async -> [MessageOutcome]
 
@@ -97,25 +114,27 @@ public struct Subscription: Sendable {
         encoder: any MessageEncoder = JSONMessageEncoder(),
         handler: @escaping @Sendable (Message, MessageContext) async throws -> Void
     ) {
-        self.init(topology, options: options, minimumChunk: 1) { deliveries, environment in
+        self.init(topology, options: options, minimumChunk: 1, tracesEachMessage: true) { deliveries, environment in
             var outcomes: [MessageOutcome] = []
             outcomes.reserveCapacity(deliveries.count)
             for delivery in deliveries {
-                let message: Message
-                do {
-                    message = try decoder.decode(Message.self, from: delivery.body, properties: delivery.properties)
-                } catch {
-                    outcomes.append(.deadLetter(reason: describe(decodingError: error)))
-                    continue
-                }
-                let context = MessageContext(queue: environment.queue, delivery: delivery, attempt: environment.attempt(delivery),
-                                             publisher: environment.publisher, encoder: encoder, logger: environment.logger)
-                do {
-                    try await handler(message, context)
-                    outcomes.append(.ack)
-                } catch {
-                    outcomes.append(MessageOutcome(error: error))
-                }
+                outcomes.append(await environment.traced(delivery) { attempt, span in
+                    let message: Message
+                    do {
+                        message = try decoder.decode(Message.self, from: delivery.body, properties: delivery.properties)
+                    } catch {
+                        return .deadLetter(reason: describe(decodingError: error))
+                    }
+                    let context = MessageContext(queue: environment.queue, delivery: delivery, attempt: attempt,
+                                                 publisher: environment.publisher, encoder: encoder, logger: environment.logger,
+                                                 tracing: span.flatMap { span in environment.tracer.map { ($0, span) } })
+                    do {
+                        try await handler(message, context)
+                        return .ack
+                    } catch {
+                        return MessageOutcome(error: error)
+                    }
+                })
             }
             return outcomes
         }
@@ -127,10 +146,12 @@ public struct Subscription: Sendable {
         options: SubscriptionOptions = SubscriptionOptions(),
         handler: @escaping @Sendable (AMQPDelivery) async -> MessageOutcome
     ) {
-        self.init(topology, options: options, minimumChunk: 1) { deliveries, _ in
+        self.init(topology, options: options, minimumChunk: 1, tracesEachMessage: true) { deliveries, environment in
             var outcomes: [MessageOutcome] = []
             outcomes.reserveCapacity(deliveries.count)
-            for delivery in deliveries { outcomes.append(await handler(delivery)) }
+            for delivery in deliveries {
+                outcomes.append(await environment.traced(delivery) { _, _ in await handler(delivery) })
+            }
             return outcomes
         }
     }
@@ -145,10 +166,12 @@ public struct Subscription: Sendable {
         minimumChunk: Int = 64,
         batchHandler: @escaping @Sendable ([AMQPDelivery]) async -> [MessageOutcome]
     ) {
-        self.init(topology, options: options, minimumChunk: minimumChunk) { deliveries, _ in await batchHandler(deliveries) }
+        self.init(topology, options: options, minimumChunk: minimumChunk, tracesEachMessage: false) { deliveries, _ in
+            await batchHandler(deliveries)
+        }
     }
 
-    private init(_ topology: Topology, options: SubscriptionOptions, minimumChunk: Int,
+    private init(_ topology: Topology, options: SubscriptionOptions, minimumChunk: Int, tracesEachMessage: Bool,
                  handler: @escaping @Sendable ([AMQPDelivery], HandlerEnvironment) async -> [MessageOutcome]) {
         precondition(options.prefetch > 0, "Subscription: prefetch must be positive")
         precondition(options.concurrency > 0, "Subscription: concurrency must be positive")
@@ -157,6 +180,7 @@ public struct Subscription: Sendable {
         self.topology = topology
         self.options = options
         self.minimumChunk = max(1, minimumChunk)
+        self.tracesEachMessage = tracesEachMessage
         self.handler = handler
     }
 }

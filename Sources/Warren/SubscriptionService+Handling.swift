@@ -10,8 +10,10 @@ extension SubscriptionService {
     /// consumer's sequence ends and every handler finished.
     func handle(_ consumer: AMQPConsumer, on connection: AMQPConnection) async throws {
         let limit = subscription.concurrency
-        let environment = HandlerEnvironment(queue: subscription.topology.queue, publisher: connection, logger: logger,
-                                             attempt: { WarrenHeaders.failures(of: $0.properties) + 1 })
+        var handlerEnvironment = HandlerEnvironment(queue: subscription.topology.queue, publisher: connection, logger: logger,
+                                                    attempt: { WarrenHeaders.failures(of: $0.properties) + 1 })
+        handlerEnvironment.tracer = MessageTracer.current()
+        let environment = handlerEnvironment
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
             for try await batch in consumer.batches {
@@ -40,6 +42,10 @@ extension SubscriptionService {
             return
         }
         metrics.inFlight.increment(by: Double(chunk.count))
+        // A chunk handler's messages are traced around the chunk (one handler call serves them all).
+        let spans = subscription.tracesEachMessage ? nil : environment.tracer.map { tracer in
+            chunk.map { tracer.consumerSpan(for: $0, queue: environment.queue, attempt: environment.attempt($0)) }
+        }
         let started = MonotonicClock.now
         var (outcomes, timedOut) = await runHandler(chunk, environment)
         let share = (MonotonicClock.now - started).nanoseconds / Int64(chunk.count)
@@ -50,6 +56,9 @@ extension SubscriptionService {
             let reason = "the chunk handler returned \(outcomes.count) outcomes for \(chunk.count) deliveries (it must return one per delivery, in order)"
             logger.error("handler bug: outcomes do not match deliveries; the chunk is retried", metadata: ["warren.reason": "\(reason)"])
             outcomes = Array(repeating: .retry(reason: reason), count: chunk.count)
+        }
+        if let spans, let tracer = environment.tracer {
+            for (span, outcome) in zip(spans, outcomes) { tracer.end(span, outcome: outcome) }
         }
         for (delivery, outcome) in zip(chunk, outcomes) {
             metrics.handlerDuration.recordNanoseconds(share)
