@@ -41,6 +41,16 @@ public struct AMQPProperties: Sendable, Equatable {
     public static let persistentJSON = AMQPProperties(contentType: "application/json", deliveryMode: 2)
 }
 
+/// How a delivery is settled.
+public enum AMQPSettlement: Sendable, Hashable {
+    /// `basic.ack`: processed, remove from the queue.
+    case ack
+    /// `basic.nack`: not processed; requeue it or, with `requeue: false`, dead-letter it.
+    case nack(requeue: Bool)
+    /// `basic.reject`: refused; requeue it or, with `requeue: false`, dead-letter it.
+    case reject(requeue: Bool)
+}
+
 /// A message delivered to a consumer. Settle it exactly once with ``ack()``, ``nack(requeue:)`` or
 /// ``reject(requeue:)``, from any task. Settling after the connection closed does nothing: the broker
 /// has already put the message back in the queue.
@@ -60,19 +70,21 @@ public struct AMQPDelivery: Sendable {
     /// The consumer it was delivered to.
     public let consumerTag: String
 
+    /// The channel it came on: its tag means something only there.
+    let channel: ChannelID
     let core: ConnectionCore
 
     /// Acknowledges the message: the broker removes it from the queue.
-    public func ack() { core.settle(deliveryTag, .ack) }
+    public func ack() { settle(.ack) }
 
     /// Negatively acknowledges the message: requeued, or dead-lettered with `requeue: false`.
-    public func nack(requeue: Bool = true) { core.settle(deliveryTag, .nack(requeue: requeue)) }
+    public func nack(requeue: Bool = true) { settle(.nack(requeue: requeue)) }
 
     /// Rejects the message: dead-lettered by default, or requeued with `requeue: true`.
-    public func reject(requeue: Bool = false) { core.settle(deliveryTag, .reject(requeue: requeue)) }
+    public func reject(requeue: Bool = false) { settle(.reject(requeue: requeue)) }
 
     /// Settles the message as given.
-    public func settle(_ settlement: AMQPSettlement) { core.settle(deliveryTag, settlement) }
+    public func settle(_ settlement: AMQPSettlement) { core.settle(channel: channel, deliveryTag, settlement) }
 }
 
 /// The result of a queue declaration.

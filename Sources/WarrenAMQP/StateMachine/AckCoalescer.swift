@@ -1,13 +1,3 @@
-/// How a delivery is settled.
-public enum AMQPSettlement: Sendable, Hashable {
-    /// `basic.ack`: processed, remove from the queue.
-    case ack
-    /// `basic.nack`: not processed; requeue it or, with `requeue: false`, dead-letter it.
-    case nack(requeue: Bool)
-    /// `basic.reject`: refused; requeue it or, with `requeue: false`, dead-letter it.
-    case reject(requeue: Bool)
-}
-
 /// Turns settlements of deliveries into as few wire commands as the protocol allows.
 ///
 /// Pure state, no I/O: the connection's owner thread feeds it deliveries and settlements and sends
