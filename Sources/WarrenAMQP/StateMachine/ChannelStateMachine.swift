@@ -83,9 +83,6 @@ struct ChannelStateMachine {
         consumers[tag]?.state
     }
 
-    /// Every registered consumer.
-    var consumerIDs: [ConsumerID] { consumers.values.map(\.id) }
-
     // MARK: Deliveries and settlements
 
     /// The broker delivered `deliveryTag` to `consumerTag`. Hot path: no allocation.
@@ -108,9 +105,6 @@ struct ChannelStateMachine {
     mutating func flushSettlements() -> [AckCoalescer.Command] {
         coalescer.flush()
     }
-
-    /// Deliveries read and not settled on the wire yet.
-    var unsettledCount: Int { coalescer.unsettledCount }
 
     // MARK: Publisher confirms
 
@@ -136,9 +130,6 @@ struct ChannelStateMachine {
         return [sequence]
     }
 
-    /// Messages published and not confirmed yet.
-    var unconfirmedCount: Int { unconfirmed.count }
-
     /// The index of the first unconfirmed sequence number above `sequence`.
     private func firstIndex(after sequence: UInt64) -> Int {
         var low = 0
@@ -155,7 +146,7 @@ struct ChannelStateMachine {
     /// The channel is gone: returns its consumers and unconfirmed messages, which end with it.
     /// Unsettled deliveries need nothing: the broker requeues them with the channel.
     mutating func close() -> (consumers: [ConsumerID], confirms: [ConfirmID]) {
-        let ended = (consumerIDs, unconfirmed.map { ConfirmID(channel: id, sequence: $0) })
+        let ended = (consumers.values.map(\.id), unconfirmed.map { ConfirmID(channel: id, sequence: $0) })
         consumers.removeAll()
         unconfirmed.removeAll()
         return ended
