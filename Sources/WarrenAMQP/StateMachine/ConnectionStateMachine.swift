@@ -74,8 +74,9 @@ struct ConnectionStateMachine {
         /// have been routed).
         let confirms: [ConfirmID]
 
-        /// What consumers' sequences end with; `nil`: they end normally. Deliveries not handed over
-        /// are dropped: the broker requeues them with the connection.
+        /// What consumers' sequences end with, after what was read for them; `nil`: they end
+        /// normally. Their settlements are dropped from now on: the broker requeues the unsettled
+        /// messages with the connection.
         var consumerError: AMQPError? {
             reason.map { AMQPError($0.code, "consumer stopped: \($0.message)", replyCode: $0.replyCode) }
         }
