@@ -84,7 +84,7 @@ extension ConnectionOwner {
         if let error = rpcError(doing: what) { return .connectionFailed(error) }
         let tag = ok.map { CTable.string($0.pointee.consumer_tag) } ?? consumption.tag
         guard let id = machine.consumeOk(channel: channel, tag: tag) else { return .refused(core.closedError()) }
-        sinks[id] = ConsumerSink(channel: channel, continuation: consumption.deliveries)
+        sinks[id] = ConsumerSink(id: id, channel: channel, continuation: consumption.deliveries)
         return .replied(.consumerTag(tag))
     }
 

@@ -12,13 +12,16 @@ extension ConnectionOwner {
         guard let conn else { return 0 }
         var zero = timeval(tv_sec: 0, tv_usec: 0)
         var handled = 0
-        defer { amqp_maybe_release_buffers(conn) }
+        defer {
+            // Once per batch, not per frame: the heartbeat deadline is only checked between batches.
+            if handled > 0 { machine.received(at: MonotonicClock.nanoseconds()) }
+            amqp_maybe_release_buffers(conn)
+        }
         while handled < limit {
             var frame = amqp_frame_t()
             let rc = amqp_simple_wait_frame_noblock(conn, &frame, &zero)
             if rc == AMQP_STATUS_TIMEOUT.rawValue { break }
             guard rc == AMQP_STATUS_OK.rawValue else { throw AMQPError(status: rc, doing: "read from the broker") }
-            machine.received(at: MonotonicClock.nanoseconds())
             handled += 1
             try handle(frame)
         }
@@ -73,7 +76,7 @@ extension ConnectionOwner {
         let tag = consumerTag(fields.consumer_tag)
         let action = machine.delivered(channel: channel, deliveryTag: fields.delivery_tag, consumerTag: tag)
         guard case .handOver(let id) = action else { return }  // requeued: no consumer takes it
-        guard let sink = sinks[id] else {
+        guard let sink = sink(id) else {
             machine.handOverRefused(channel: channel, deliveryTags: CollectionOfOne(fields.delivery_tag))
             return
         }
@@ -88,6 +91,14 @@ extension ConnectionOwner {
             channel: channel,
             core: core
         ))
+    }
+
+    /// The sink of consumer `id`; the last one found is kept at hand, as a run of deliveries is
+    /// usually for one consumer.
+    private func sink(_ id: ConsumerID) -> ConsumerSink? {
+        if let last = lastSink, last.id == id { return last }
+        lastSink = sinks[id]
+        return lastSink
     }
 
     /// The consumer tag as a `String`, reusing the previous one when the bytes match (tags are long

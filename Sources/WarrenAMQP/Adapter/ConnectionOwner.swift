@@ -5,11 +5,13 @@ import WarrenSystem
 
 /// A consumer's stream and the deliveries read for it in the current loop turn.
 final class ConsumerSink {
+    let id: ConsumerID
     let channel: ChannelID
     let continuation: AsyncThrowingStream<[AMQPDelivery], any Error>.Continuation
     var pending: [AMQPDelivery] = []
 
-    init(channel: ChannelID, continuation: AsyncThrowingStream<[AMQPDelivery], any Error>.Continuation) {
+    init(id: ConsumerID, channel: ChannelID, continuation: AsyncThrowingStream<[AMQPDelivery], any Error>.Continuation) {
+        self.id = id
         self.channel = channel
         self.continuation = continuation
     }
@@ -38,6 +40,8 @@ final class ConnectionOwner {
     var confirms: [ConfirmID: CheckedContinuation<AMQPReply, any Error>] = [:]
     /// The last consumer tag read, reused while the bytes match (see ``consumerTag(_:)``).
     var lastConsumerTag: String?
+    /// The sink the last delivery went to (see ``sink(_:)``).
+    var lastSink: ConsumerSink?
     /// Commands taken from the inbox that never ran because the connection failed first.
     private var orphans: [PendingCommand] = []
     var logger: Logger { core.logger }
@@ -234,6 +238,7 @@ final class ConnectionOwner {
     /// Ends a consumer's sequence after handing it what was read for it.
     func finishConsumer(_ id: ConsumerID, error: AMQPError?) {
         guard let sink = sinks.removeValue(forKey: id) else { return }
+        if lastSink === sink { lastSink = nil }
         if !sink.pending.isEmpty { handOver(sink) }
         if let error { sink.continuation.finish(throwing: error) } else { sink.continuation.finish() }
     }
