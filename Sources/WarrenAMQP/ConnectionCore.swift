@@ -37,10 +37,10 @@ final class ConnectionCore: Sendable {
     let wake: WakePipe
 
     /// - Throws: ``AMQPError`` when the wake-up pipe cannot be made.
-    init(configuration: AMQPConfiguration, logger: Logger, wake: WakePipe? = nil) throws(AMQPError) {
+    init(configuration: AMQPConfiguration, logger: Logger) throws(AMQPError) {
         self.configuration = configuration
         self.logger = logger
-        if let wake { self.wake = wake } else { self.wake = try WakePipe() }
+        self.wake = try WakePipe()
         lastTick.store(MonotonicClock.nanoseconds(), ordering: .relaxed)
     }
 
