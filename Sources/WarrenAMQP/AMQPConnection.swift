@@ -1,11 +1,11 @@
-import CRabbitMQ
 import Logging
 
 /// A connection to a RabbitMQ broker over librabbitmq, with one channel.
 ///
 /// Each connection owns one OS thread that makes every C call on it (see ``ConnectionOwner``); the
-/// methods here queue work for that thread and await the result, so they never block Swift's
-/// cooperative pool. A connection is not reused after it closes: make a new one (see ``ReconnectPolicy``).
+/// methods here describe requests (``AMQPCommand``) for that thread and await the reply, so they
+/// never block Swift's cooperative pool. A connection is not reused after it closes: make a new
+/// one (see ``ReconnectPolicy``).
 public final class AMQPConnection: Sendable {
     let core: ConnectionCore
 
@@ -22,12 +22,8 @@ public final class AMQPConnection: Sendable {
     ) async throws -> AMQPConnection {
         var logger = logger
         logger[metadataKey: "warren.amqp.host"] = "\(configuration.host):\(configuration.port)"
-        let core = ConnectionCore(configuration: configuration, logger: logger)
-        try await withCheckedThrowingContinuation { (connected: CheckedContinuation<Void, any Error>) in
-            startOwnerThread {
-                ConnectionOwner(core: core).run(connected: connected)
-            }
-        }
+        let core = try ConnectionCore(configuration: configuration, logger: logger)
+        try await ConnectionOwner.start(core: core)
         return AMQPConnection(core: core)
     }
 
@@ -55,25 +51,23 @@ public final class AMQPConnection: Sendable {
     public func declareExchange(_ name: String, type: String = "direct", durable: Bool = true,
                                 autoDelete: Bool = false, internal isInternal: Bool = false,
                                 arguments: AMQPTable = [:]) async throws {
-        try await perform("declare exchange '\(name)'") { owner, conn, arena in
-            _ = amqp_exchange_declare(conn, owner.channel, arena.bytes(name), arena.bytes(type), 0,
-                                      durable ? 1 : 0, autoDelete ? 1 : 0, isInternal ? 1 : 0, arena.table(arguments))
-        }
+        _ = try await core.perform(.declareExchange(ExchangeDeclaration(
+            name: name, type: type, durable: durable, autoDelete: autoDelete, isInternal: isInternal, arguments: arguments)))
     }
 
     /// Declares a queue (`queue.declare`), e.g. with `x-dead-letter-exchange` or `x-queue-type` arguments.
     @discardableResult
     public func declareQueue(_ name: String, durable: Bool = true, exclusive: Bool = false,
                              autoDelete: Bool = false, arguments: AMQPTable = [:]) async throws -> AMQPQueueInfo {
-        try await queueDeclare(name, passive: false, durable: durable, exclusive: exclusive,
-                               autoDelete: autoDelete, arguments: arguments)
+        try await queueInfo(.declareQueue(QueueDeclaration(
+            name: name, durable: durable, exclusive: exclusive, autoDelete: autoDelete, arguments: arguments)))
     }
 
     /// Asks the broker about an existing queue (`queue.declare` with `passive`): a round trip that
     /// proves the connection works and reports messages and consumers. A missing queue closes the
     /// connection with `channelClosedByBroker` (404).
     public func inspectQueue(_ name: String) async throws -> AMQPQueueInfo {
-        try await queueDeclare(name, passive: true, durable: false, exclusive: false, autoDelete: false, arguments: [:])
+        try await queueInfo(.declareQueue(.passive(name)))
     }
 
     /// Proves that consumer `tag` is registered on `queue`, with a round trip to the broker.
@@ -86,92 +80,52 @@ public final class AMQPConnection: Sendable {
     /// - Throws: ``AMQPError``; `consumerCancelledByBroker` when the consumer is no longer registered.
     @discardableResult
     public func verifyConsumer(_ tag: String, queue: String) async throws -> AMQPQueueInfo {
-        try await perform("verify consumer '\(tag)' on queue '\(queue)'") { owner, conn, arena in
-            let ok = amqp_queue_declare(conn, owner.channel, arena.bytes(queue), 1, 0, 0, 0, amqp_empty_table)
-            guard let ok else { return AMQPQueueInfo(name: queue, messageCount: 0, consumerCount: 0) }
-            return AMQPQueueInfo(name: CTable.string(ok.pointee.queue), messageCount: ok.pointee.message_count,
-                                 consumerCount: ok.pointee.consumer_count)
-        } after: { owner in
-            try owner.handleQueuedFrames()
-            guard owner.hasConsumer(tag) else {
-                throw AMQPError(.consumerCancelledByBroker, "consumer '\(tag)' is not registered on queue '\(queue)'")
-            }
-        }
-    }
-
-    private func queueDeclare(_ name: String, passive: Bool, durable: Bool, exclusive: Bool,
-                              autoDelete: Bool, arguments: AMQPTable) async throws -> AMQPQueueInfo {
-        try await perform("declare queue '\(name)'") { owner, conn, arena in
-            let ok = amqp_queue_declare(conn, owner.channel, arena.bytes(name), passive ? 1 : 0, durable ? 1 : 0,
-                                        exclusive ? 1 : 0, autoDelete ? 1 : 0, arena.table(arguments))
-            guard let ok else { return AMQPQueueInfo(name: name, messageCount: 0, consumerCount: 0) }
-            return AMQPQueueInfo(name: CTable.string(ok.pointee.queue), messageCount: ok.pointee.message_count,
-                                 consumerCount: ok.pointee.consumer_count)
-        }
+        try await queueInfo(.verifyConsumer(tag: tag, queue: queue))
     }
 
     /// Binds a queue to an exchange (`queue.bind`).
     public func bindQueue(_ queue: String, exchange: String, routingKey: String = "",
                           arguments: AMQPTable = [:]) async throws {
-        try await perform("bind queue '\(queue)' to '\(exchange)'") { owner, conn, arena in
-            _ = amqp_queue_bind(conn, owner.channel, arena.bytes(queue), arena.bytes(exchange),
-                                arena.bytes(routingKey), arena.table(arguments))
-        }
+        _ = try await core.perform(.bindQueue(queue: queue, exchange: exchange, routingKey: routingKey, arguments: arguments))
     }
 
     /// Removes all ready messages from a queue; returns how many.
     @discardableResult
     public func purgeQueue(_ name: String) async throws -> UInt32 {
-        try await perform("purge queue '\(name)'") { owner, conn, arena in
-            amqp_queue_purge(conn, owner.channel, arena.bytes(name))?.pointee.message_count ?? 0
-        }
+        try await messageCount(.purgeQueue(name))
     }
 
     /// Deletes a queue; returns how many messages it held.
     @discardableResult
     public func deleteQueue(_ name: String) async throws -> UInt32 {
-        try await perform("delete queue '\(name)'") { owner, conn, arena in
-            amqp_queue_delete(conn, owner.channel, arena.bytes(name), 0, 0)?.pointee.message_count ?? 0
-        }
+        try await messageCount(.deleteQueue(name))
     }
 
     /// Deletes an exchange.
     public func deleteExchange(_ name: String) async throws {
-        try await perform("delete exchange '\(name)'") { owner, conn, arena in
-            _ = amqp_exchange_delete(conn, owner.channel, arena.bytes(name), 0)
-        }
+        _ = try await core.perform(.deleteExchange(name))
     }
 
     // MARK: Consuming
 
     /// Limits unacknowledged deliveries on this channel (`basic.qos`); 0 means no limit.
     public func setPrefetch(_ count: UInt16, global: Bool = false) async throws {
-        try await perform("set prefetch \(count)") { owner, conn, _ in
-            _ = amqp_basic_qos(conn, owner.channel, 0, count, global ? 1 : 0)
-        }
+        _ = try await core.perform(.setPrefetch(count: count, global: global))
     }
 
     /// Starts consuming a queue with manual acknowledgements (`basic.consume`).
     public func consume(queue: String, consumerTag: String = "", exclusive: Bool = false,
                         arguments: AMQPTable = [:]) async throws -> AMQPConsumer {
         let (stream, continuation) = AsyncThrowingStream<[AMQPDelivery], any Error>.makeStream()
-        let tag: String = try await perform("consume queue '\(queue)'") { owner, conn, arena in
-            let ok = amqp_basic_consume(conn, owner.channel, arena.bytes(queue), arena.bytes(consumerTag),
-                                        0, 0, exclusive ? 1 : 0, arena.table(arguments))
-            let tag = ok.map { CTable.string($0.pointee.consumer_tag) } ?? consumerTag
-            if ok != nil { owner.register(consumer: tag, continuation) }
-            return tag
-        }
+        let reply = try await core.perform(.consume(Consumption(
+            queue: queue, tag: consumerTag, exclusive: exclusive, arguments: arguments, deliveries: continuation)))
+        guard case .consumerTag(let tag) = reply else { unexpected(reply, to: "consume") }
         return AMQPConsumer(tag: tag, stream: stream, connection: self)
     }
 
     /// Cancels a consumer (`basic.cancel`). Its sequence ends after the deliveries sent before `cancel-ok`.
     public func cancel(consumerTag: String) async throws {
-        try await perform("cancel consumer '\(consumerTag)'") { owner, conn, arena in
-            _ = amqp_basic_cancel(conn, owner.channel, arena.bytes(consumerTag))
-        } after: { owner in
-            try owner.unregister(consumer: consumerTag)
-        }
+        _ = try await core.perform(.cancel(consumerTag: consumerTag))
     }
 
     // MARK: Publishing
@@ -182,44 +136,25 @@ public final class AMQPConnection: Sendable {
     ///   then the message may or may not have been routed, so publish again (consumers must dedupe).
     public func publish(_ body: [UInt8], exchange: String = "", routingKey: String,
                         properties: AMQPProperties = AMQPProperties(), mandatory: Bool = false) async throws {
-        try await withCheckedThrowingContinuation { (confirm: CheckedContinuation<Void, any Error>) in
-            core.submit(OwnerTask(
-                run: { owner in
-                    owner.publish(body: body, exchange: exchange, routingKey: routingKey,
-                                  properties: properties, mandatory: mandatory, confirm: confirm)
-                },
-                fail: { confirm.resume(throwing: $0) }
-            ))
-        }
+        _ = try await core.perform(.publish(OutgoingMessage(
+            body: body, exchange: exchange, routingKey: routingKey, properties: properties, mandatory: mandatory)))
     }
 
-    // MARK: Plumbing
+    // MARK: Replies
 
-    /// Runs a synchronous librabbitmq RPC on the owner thread and checks its reply.
-    private func perform<T: Sendable>(
-        _ what: String,
-        _ body: @escaping @Sendable (ConnectionOwner, amqp_connection_state_t, CTable.Arena) -> T,
-        after: (@Sendable (ConnectionOwner) throws -> Void)? = nil
-    ) async throws -> T {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            core.submit(OwnerTask(
-                run: { owner in
-                    guard let conn = owner.conn else {
-                        continuation.resume(throwing: owner.core.closedError())
-                        return
-                    }
-                    let arena = CTable.Arena()
-                    let value = body(owner, conn, arena)
-                    do {
-                        try owner.check(amqp_get_rpc_reply(conn), doing: what)
-                        try after?(owner)
-                        continuation.resume(returning: value)
-                    } catch {
-                        continuation.resume(throwing: error)
-                    }
-                },
-                fail: { continuation.resume(throwing: $0) }
-            ))
-        }
+    private func queueInfo(_ command: AMQPCommand) async throws -> AMQPQueueInfo {
+        let reply = try await core.perform(command)
+        guard case .queue(let info) = reply else { unexpected(reply, to: command.what) }
+        return info
+    }
+
+    private func messageCount(_ command: AMQPCommand) async throws -> UInt32 {
+        let reply = try await core.perform(command)
+        guard case .messageCount(let count) = reply else { unexpected(reply, to: command.what) }
+        return count
+    }
+
+    private func unexpected(_ reply: AMQPReply, to what: String) -> Never {
+        preconditionFailure("owner thread answered '\(what)' with \(reply)")
     }
 }

@@ -41,6 +41,16 @@ public struct AMQPProperties: Sendable, Equatable {
     public static let persistentJSON = AMQPProperties(contentType: "application/json", deliveryMode: 2)
 }
 
+/// How a delivery is settled.
+public enum AMQPSettlement: Sendable, Hashable {
+    /// `basic.ack`: processed, remove from the queue.
+    case ack
+    /// `basic.nack`: not processed; requeue it or, with `requeue: false`, dead-letter it.
+    case nack(requeue: Bool)
+    /// `basic.reject`: refused; requeue it or, with `requeue: false`, dead-letter it.
+    case reject(requeue: Bool)
+}
+
 /// A message delivered to a consumer. Settle it exactly once with ``ack()``, ``nack(requeue:)`` or
 /// ``reject(requeue:)``, from any task. Settling after the connection closed does nothing: the broker
 /// has already put the message back in the queue.
@@ -60,11 +70,13 @@ public struct AMQPDelivery: Sendable {
     /// The consumer it was delivered to.
     public let consumerTag: String
 
+    /// The channel it came on: its tag means something only there.
+    let channel: ChannelID
     /// `nil` for a delivery made in memory (WarrenTesting).
     let core: ConnectionCore?
 
     init(body: [UInt8], properties: AMQPProperties, deliveryTag: UInt64, redelivered: Bool, exchange: String,
-         routingKey: String, consumerTag: String, core: ConnectionCore?) {
+         routingKey: String, consumerTag: String, channel: ChannelID, core: ConnectionCore?) {
         self.body = body
         self.properties = properties
         self.deliveryTag = deliveryTag
@@ -72,6 +84,7 @@ public struct AMQPDelivery: Sendable {
         self.exchange = exchange
         self.routingKey = routingKey
         self.consumerTag = consumerTag
+        self.channel = channel
         self.core = core
     }
 
@@ -80,7 +93,7 @@ public struct AMQPDelivery: Sendable {
     package init(testing body: [UInt8], properties: AMQPProperties, deliveryTag: UInt64, redelivered: Bool,
                  exchange: String, routingKey: String) {
         self.init(body: body, properties: properties, deliveryTag: deliveryTag, redelivered: redelivered,
-                  exchange: exchange, routingKey: routingKey, consumerTag: "warren-testing", core: nil)
+                  exchange: exchange, routingKey: routingKey, consumerTag: "warren-testing", channel: 0, core: nil)
     }
 
     /// Acknowledges the message: the broker removes it from the queue.
@@ -93,7 +106,7 @@ public struct AMQPDelivery: Sendable {
     public func reject(requeue: Bool = false) { settle(.reject(requeue: requeue)) }
 
     /// Settles the message as given.
-    public func settle(_ settlement: AMQPSettlement) { core?.settle(deliveryTag, settlement) }
+    public func settle(_ settlement: AMQPSettlement) { core?.settle(channel: channel, deliveryTag, settlement) }
 }
 
 /// The result of a queue declaration.

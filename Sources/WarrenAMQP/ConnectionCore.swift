@@ -1,23 +1,20 @@
 import Logging
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
+import WarrenSystem
 
-/// Work handed to a connection's owner thread.
-struct OwnerTask: Sendable {
-    /// Runs on the owner thread with the live connection.
-    let run: @Sendable (ConnectionOwner) -> Void
-    /// Called instead of `run` when the connection closed before the task could run.
-    let fail: @Sendable (AMQPError) -> Void
-}
-
-/// What Swift tasks and the owner thread share: an inbox of outgoing work, the wake-up fd, the
+/// What Swift tasks and the owner thread share: an inbox of outgoing work, the wake-up pipe, the
 /// observable state and the owner's liveness tick. Everything else belongs to the owner thread.
 final class ConnectionCore: Sendable {
+    /// A settlement queued by ``AMQPDelivery``.
+    struct QueuedSettlement {
+        let channel: ChannelID
+        let deliveryTag: UInt64
+        let settlement: AMQPSettlement
+    }
+
     struct Inbox {
-        var settlements: [(tag: UInt64, settlement: AMQPSettlement)] = []
-        var tasks: [OwnerTask] = []
+        var settlements: [QueuedSettlement] = []
+        var commands: [PendingCommand] = []
         var closeRequested = false
         /// The wake-up pipe was written and the owner has not yet drained: no need to write again.
         var wakePending = false
@@ -37,51 +34,44 @@ final class ConnectionCore: Sendable {
     let observed = Mutex(Observed())
     /// Monotonic ns of the owner loop's last iteration (for the liveness watchdog).
     let lastTick = Atomic<UInt64>(0)
-    /// Read end of the pipe that wakes the owner from poll(); both ends close in deinit, so a late
-    /// write is harmless.
-    let wakeFD: Int32
-    private let wakeWriteFD: Int32
+    let wake: WakePipe
 
-    init(configuration: AMQPConfiguration, logger: Logger) {
+    /// - Throws: ``AMQPError`` when the wake-up pipe cannot be made.
+    init(configuration: AMQPConfiguration, logger: Logger) throws(AMQPError) {
         self.configuration = configuration
         self.logger = logger
-        var fds: [Int32] = [-1, -1]
-        precondition(pipe(&fds) == 0, "pipe() failed: errno \(errno)")
-        for fd in fds {
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        }
-        self.wakeFD = fds[0]
-        self.wakeWriteFD = fds[1]
-        lastTick.store(monotonicNanoseconds(), ordering: .relaxed)
-    }
-
-    deinit {
-        close(wakeFD)
-        close(wakeWriteFD)
+        self.wake = try WakePipe()
+        lastTick.store(MonotonicClock.nanoseconds(), ordering: .relaxed)
     }
 
     // MARK: Swift side
 
     /// Queues a settlement; dropped when the connection is closed (the broker requeues the message).
-    func settle(_ tag: UInt64, _ settlement: AMQPSettlement) {
+    func settle(channel: ChannelID, _ deliveryTag: UInt64, _ settlement: AMQPSettlement) {
         let wake = inbox.withLock { inbox -> Bool in
             guard inbox.accepting else { return false }
-            inbox.settlements.append((tag, settlement))
+            inbox.settlements.append(QueuedSettlement(channel: channel, deliveryTag: deliveryTag, settlement: settlement))
             return Self.markWake(&inbox)
         }
-        if wake { signal() }
+        if wake { self.wake.signal() }
     }
 
-    /// Queues work for the owner thread, or fails it at once when the connection is closed.
-    func submit(_ task: OwnerTask) {
+    /// Queues a command for the owner thread, or fails it at once when the connection is closed.
+    func submit(_ command: PendingCommand) {
         let (accepted, wake) = inbox.withLock { inbox -> (Bool, Bool) in
             guard inbox.accepting else { return (false, false) }
-            inbox.tasks.append(task)
+            inbox.commands.append(command)
             return (true, Self.markWake(&inbox))
         }
-        if wake { signal() }
-        if !accepted { task.fail(closedError()) }
+        if wake { self.wake.signal() }
+        if !accepted { command.reply.resume(throwing: closedError()) }
+    }
+
+    /// Sends `command` to the owner thread and waits for its reply.
+    func perform(_ command: AMQPCommand) async throws -> AMQPReply {
+        try await withCheckedThrowingContinuation { reply in
+            submit(PendingCommand(command: command, reply: reply))
+        }
     }
 
     /// Asks the owner to close the connection cleanly.
@@ -91,7 +81,7 @@ final class ConnectionCore: Sendable {
             inbox.closeRequested = true
             return Self.markWake(&inbox)
         }
-        if wake { signal() }
+        if wake { self.wake.signal() }
     }
 
     func closedError() -> AMQPError {
@@ -105,11 +95,6 @@ final class ConnectionCore: Sendable {
         if inbox.wakePending { return false }
         inbox.wakePending = true
         return true
-    }
-
-    private func signal() {
-        var byte: UInt8 = 1
-        _ = write(wakeWriteFD, &byte, 1)
     }
 
     // MARK: State
@@ -154,29 +139,26 @@ final class ConnectionCore: Sendable {
     // MARK: Owner side
 
     /// Takes everything queued so far; the next enqueue writes the wake-up pipe again.
-    func drainInbox() -> (settlements: [(tag: UInt64, settlement: AMQPSettlement)], tasks: [OwnerTask], close: Bool) {
+    func drainInbox() -> (settlements: [QueuedSettlement], commands: [PendingCommand], close: Bool) {
         let (drained, wasWoken) = inbox.withLock { inbox in
             let woken = inbox.wakePending
             inbox.wakePending = false
             defer {
                 inbox.settlements = []
-                inbox.tasks = []
+                inbox.commands = []
             }
-            return ((inbox.settlements, inbox.tasks, inbox.closeRequested), woken)
+            return ((inbox.settlements, inbox.commands, inbox.closeRequested), woken)
         }
-        if wasWoken {
-            var buffer: (UInt64, UInt64) = (0, 0)
-            while read(wakeFD, &buffer, 16) > 0 {}
-        }
+        if wasWoken { wake.drain() }
         return drained
     }
 
-    /// Stops taking work; returns tasks that never ran so the owner can fail them.
-    func stopAccepting() -> [OwnerTask] {
+    /// Stops taking work; returns the commands that never ran, for the owner to fail.
+    func stopAccepting() -> [PendingCommand] {
         inbox.withLock { inbox in
             inbox.accepting = false
-            defer { inbox.tasks.removeAll() }
-            return inbox.tasks
+            defer { inbox.commands.removeAll() }
+            return inbox.commands
         }
     }
 }

@@ -22,7 +22,7 @@ public struct ReconnectPolicy: Sendable, Equatable {
     }
 
     /// The upper bound of the delay before retry number `attempt` (0-based): `initial·2^attempt`, capped.
-    public func ceiling(forAttempt attempt: Int) -> Duration {
+    func ceiling(forAttempt attempt: Int) -> Duration {
         let initial = initialDelay.seconds
         let cap = maximumDelay.seconds
         let factor = Double(UInt64(1) << UInt64(min(max(attempt, 0), 62)))
@@ -30,7 +30,7 @@ public struct ReconnectPolicy: Sendable, Equatable {
     }
 
     /// The delay before retry number `attempt` (0-based), with jitter drawn from `generator`.
-    public func delay<G: RandomNumberGenerator>(forAttempt attempt: Int, using generator: inout G) -> Duration {
+    func delay<G: RandomNumberGenerator>(forAttempt attempt: Int, using generator: inout G) -> Duration {
         let ceiling = self.ceiling(forAttempt: attempt).seconds
         let floor = ceiling * (1 - jitter)
         let value = floor == ceiling ? ceiling : Double.random(in: floor...ceiling, using: &generator)

@@ -2,9 +2,7 @@
 // format as bench/c/consumer.c: `consumed N in S s: R msg/s`.
 //
 // Usage: warren-consume-bench QUEUE N   (AMQP_URL from the environment; prefetch from PREFETCH, default 1000)
-#if canImport(Glibc)
 import Glibc
-#endif
 import WarrenAMQP
 
 func fail(_ message: String, code: Int32) -> Never {
@@ -27,16 +25,17 @@ func drain(url: String, queue: String, count: Int, prefetch: UInt16) async throw
     let connection = try await AMQPConnection.connect(configuration: AMQPConfiguration(url: url, connectionName: "warren-bench"))
     try await connection.setPrefetch(prefetch)
     let deliveries = try await connection.consume(queue: queue)
+    let clock = ContinuousClock()
     var received = 0
-    var first: UInt64 = 0
+    var first = clock.now
     for try await delivery in deliveries {
-        if received == 0 { first = monotonicNanoseconds() }
+        if received == 0 { first = clock.now }
         delivery.ack()
         received += 1
         if received == count { break }
     }
     await connection.close()  // flushes the last acks
-    return (received, Double(monotonicNanoseconds() - first) / 1e9)
+    return (received, (clock.now - first) / .seconds(1))
 }
 
 do {

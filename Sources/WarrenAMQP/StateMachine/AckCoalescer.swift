@@ -1,19 +1,9 @@
-/// How a delivery is settled.
-public enum AMQPSettlement: Sendable, Hashable {
-    /// `basic.ack`: processed, remove from the queue.
-    case ack
-    /// `basic.nack`: not processed; requeue it or, with `requeue: false`, dead-letter it.
-    case nack(requeue: Bool)
-    /// `basic.reject`: refused; requeue it or, with `requeue: false`, dead-letter it.
-    case reject(requeue: Bool)
-}
-
 /// Turns settlements of deliveries into as few wire commands as the protocol allows.
 ///
-/// Pure state, no I/O: the connection's owner thread feeds it deliveries and settlements and sends
-/// what ``flush()`` returns. A run of acks that starts at the oldest unsettled delivery becomes one
-/// `basic.ack(multiple: true)`; any other ack stays single, because `multiple` would also ack the older
-/// deliveries still in a handler. Settling a tag that is not outstanding (twice, or from a previous
+/// Pure state, no I/O: its ``ChannelStateMachine`` feeds it deliveries and settlements, and the
+/// owner thread sends what ``flush()`` returns. A run of acks that starts at the oldest unsettled
+/// delivery becomes one `basic.ack(multiple: true)`; any other ack stays single, because `multiple`
+/// would also ack the older deliveries still in a handler. Settling a tag that is not outstanding (twice, or from a previous
 /// channel) is dropped: the broker would close the channel with PRECONDITION_FAILED.
 struct AckCoalescer: Sendable {
     /// A command for the wire.

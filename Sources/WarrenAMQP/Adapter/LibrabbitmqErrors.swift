@@ -1,24 +1,54 @@
 import CRabbitMQ
+import WarrenSystem
 
-/// Turning librabbitmq's replies and status codes into ``AMQPError``s that say what failed.
-extension ConnectionOwner {
-    /// Checks an RPC reply; on failure the connection is dropped and the error thrown.
-    func check(_ reply: amqp_rpc_reply_t, doing what: String) throws(AMQPError) {
-        guard reply.reply_type != AMQP_RESPONSE_NORMAL else {
-            noteInbound()
-            return
+/// librabbitmq's status codes as errors that say what failed.
+extension AMQPError {
+    /// An `AMQP_STATUS_*` code from librabbitmq, while doing `what`.
+    init(status: Int32, doing what: String) {
+        let code: AMQPError.Code = switch status {
+        case AMQP_STATUS_TIMEOUT.rawValue: .rpcTimeout
+        case AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue: .heartbeatTimeout
+        case AMQP_STATUS_CONNECTION_CLOSED.rawValue, AMQP_STATUS_SOCKET_ERROR.rawValue,
+             AMQP_STATUS_SOCKET_CLOSED.rawValue, AMQP_STATUS_TCP_ERROR.rawValue: .socketError
+        default: .protocolError
         }
-        let error = rpcError(reply, doing: what)
-        fail(error)
-        throw error
+        self.init(code, "\(what): \(Self.statusText(status))")
     }
 
-    func rpcError(_ reply: amqp_rpc_reply_t, doing what: String) -> AMQPError {
+    static func statusText(_ status: Int32) -> String {
+        String(cString: amqp_error_string2(status))
+    }
+}
+
+/// Replies from the broker: checked, and answered when they close something.
+extension ConnectionOwner {
+    /// Checks a reply and throws what went wrong. A normal reply counts as traffic from the broker:
+    /// replies to requests are read inside librabbitmq's RPC calls, not by the frame loop, and a
+    /// worker whose only traffic is readiness round trips (the broker then sends no heartbeats)
+    /// would otherwise be declared dead every heartbeat timeout.
+    func check(_ reply: amqp_rpc_reply_t, doing what: String) throws(AMQPError) {
+        guard reply.reply_type == AMQP_RESPONSE_NORMAL else { throw replyError(reply, doing: what) }
+        machine.received(at: MonotonicClock.nanoseconds())
+    }
+
+    /// Checks the reply of the RPC just made on ``channel``; nil when it succeeded.
+    func rpcError(doing what: String) -> AMQPError? {
+        guard let conn else { return core.closedError() }
+        do throws(AMQPError) {
+            try check(amqp_get_rpc_reply(conn), doing: what)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// What a failed reply means; a `channel.close` or `connection.close` from the broker is answered.
+    func replyError(_ reply: amqp_rpc_reply_t, doing what: String) -> AMQPError {
         switch reply.reply_type {
         case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-            return Self.statusError(reply.library_error, doing: what)
+            return AMQPError(status: reply.library_error, doing: what)
         case AMQP_RESPONSE_SERVER_EXCEPTION:
-            var error = closeError(reply.reply)
+            var error = closeError(reply.reply, channel: channel)
             error.message = "\(what): \(error.message)"
             return error
         default:
@@ -27,7 +57,7 @@ extension ConnectionOwner {
     }
 
     /// Reads a `channel.close` / `connection.close`, answers it with close-ok, and describes it.
-    func closeError(_ method: amqp_method_t) -> AMQPError {
+    func closeError(_ method: amqp_method_t, channel: ChannelID) -> AMQPError {
         if method.id == Method.connectionClose {
             let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
             var ok = amqp_connection_close_ok_t(dummy: 0)
@@ -41,31 +71,6 @@ extension ConnectionOwner {
             return AMQPError(.channelClosedByBroker, "broker closed the channel: \(CTable.string(close.reply_text))", replyCode: close.reply_code)
         }
         return AMQPError(.protocolError, "unexpected method \(method.id) from the broker")
-    }
-
-    static func statusError(_ status: Int32, doing what: String) -> AMQPError {
-        let code: AMQPError.Code = switch status {
-        case AMQP_STATUS_TIMEOUT.rawValue: .rpcTimeout
-        case AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue: .heartbeatTimeout
-        case AMQP_STATUS_CONNECTION_CLOSED.rawValue, AMQP_STATUS_SOCKET_ERROR.rawValue,
-             AMQP_STATUS_SOCKET_CLOSED.rawValue, AMQP_STATUS_TCP_ERROR.rawValue: .socketError
-        default: .protocolError
-        }
-        return AMQPError(code, "\(what): \(statusText(status))")
-    }
-
-    static func statusText(_ status: Int32) -> String {
-        String(cString: amqp_error_string2(status))
-    }
-}
-
-/// A consumer's stream and the deliveries read for it in the current loop turn.
-final class ConsumerSink {
-    let continuation: AsyncThrowingStream<[AMQPDelivery], any Error>.Continuation
-    var pending: [AMQPDelivery] = []
-
-    init(continuation: AsyncThrowingStream<[AMQPDelivery], any Error>.Continuation) {
-        self.continuation = continuation
     }
 }
 

@@ -17,13 +17,15 @@ private enum Flag {
     static let appID: amqp_flags_t = 1 << 3
 }
 
-extension ConnectionOwner {
-    static func properties(_ p: amqp_basic_properties_t) -> AMQPProperties {
+/// Basic properties to and from librabbitmq's `amqp_basic_properties_t`.
+extension AMQPProperties {
+    /// The properties of a received message.
+    init(_ p: amqp_basic_properties_t) {
         let flags = p._flags
         func string(_ flag: amqp_flags_t, _ bytes: amqp_bytes_t) -> String? {
             flags & flag != 0 ? CTable.string(bytes) : nil
         }
-        return AMQPProperties(
+        self.init(
             contentType: string(Flag.contentType, p.content_type),
             contentEncoding: string(Flag.contentEncoding, p.content_encoding),
             headers: flags & Flag.headers != 0 ? CTable.decode(p.headers) : [:],
@@ -40,7 +42,9 @@ extension ConnectionOwner {
         )
     }
 
-    static func cProperties(_ p: AMQPProperties, arena: CTable.Arena) -> amqp_basic_properties_t {
+    /// The properties for `basic.publish`, their strings and tables owned by `arena`.
+    func cValue(arena: CTable.Arena) -> amqp_basic_properties_t {
+        let p = self
         var c = amqp_basic_properties_t()
         var flags: amqp_flags_t = 0
         func set(_ value: String?, _ flag: amqp_flags_t, _ field: inout amqp_bytes_t) {

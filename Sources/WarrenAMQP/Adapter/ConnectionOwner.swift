@@ -1,0 +1,255 @@
+import CRabbitMQ
+import Glibc
+import Logging
+import WarrenSystem
+
+/// A consumer's stream and the deliveries read for it in the current loop turn.
+final class ConsumerSink {
+    let id: ConsumerID
+    let channel: ChannelID
+    let continuation: AsyncThrowingStream<[AMQPDelivery], any Error>.Continuation
+    var pending: [AMQPDelivery] = []
+
+    init(id: ConsumerID, channel: ChannelID, continuation: AsyncThrowingStream<[AMQPDelivery], any Error>.Continuation) {
+        self.id = id
+        self.channel = channel
+        self.continuation = continuation
+    }
+}
+
+/// The librabbitmq adapter: the one thread that owns a librabbitmq connection. Every C call on the
+/// connection happens here; the protocol decisions are the ``ConnectionStateMachine``'s.
+///
+/// The adapter turns what librabbitmq reads into events for the state machine and performs the
+/// actions it returns: send settlements, hand deliveries over, resume publishers, end consumers.
+/// It also carries out the ``AMQPCommand``s queued by ``AMQPConnection``.
+///
+/// The loop: drain the inbox (settlements, then commands), read every frame that is ready
+/// (bounded, so acks keep flowing under load) and hand each consumer its batch, then poll() the
+/// socket and the wake-up pipe. Reading frames also lets librabbitmq send heartbeats.
+final class ConnectionOwner {
+    let core: ConnectionCore
+    /// The one channel this connection opens (``AMQPConnection`` has one).
+    let channel: ChannelID = 1
+    let policy: ConnectPolicy
+    var conn: amqp_connection_state_t?
+    var machine = ConnectionStateMachine()
+    /// The streams of the consumers the state machine knows, by id.
+    var sinks: [ConsumerID: ConsumerSink] = [:]
+    /// The publishers waiting for a confirm.
+    var confirms: [ConfirmID: CheckedContinuation<AMQPReply, any Error>] = [:]
+    /// The last consumer tag read, reused while the bytes match (see ``consumerTag(_:)``).
+    var lastConsumerTag: String?
+    /// The sink the last delivery went to (see ``sink(_:)``).
+    var lastSink: ConsumerSink?
+    /// Commands taken from the inbox that never ran because the connection failed first.
+    private var orphans: [PendingCommand] = []
+    var logger: Logger { core.logger }
+
+    /// Frames handled per loop turn before the inbox is drained again.
+    static let framesPerTurn = 256
+
+    init(core: ConnectionCore) {
+        self.core = core
+        self.policy = ConnectPolicy(configuration: core.configuration)
+    }
+
+    /// Starts the owner thread of `core` and waits until it is connected.
+    ///
+    /// - Parameter startThread: starts a detached OS thread, returning 0 or a `pthread_create`
+    ///   error; tests pass one that fails.
+    /// - Throws: ``AMQPError`` when the thread cannot be started or the connection fails.
+    static func start(
+        core: ConnectionCore,
+        startThread: (@escaping @Sendable () -> Void) -> Int32 = { startDetachedThread($0) }
+    ) async throws {
+        try await withCheckedThrowingContinuation { (connected: CheckedContinuation<Void, any Error>) in
+            let rc = startThread { ConnectionOwner(core: core).run(connected: connected) }
+            guard rc != 0 else { return }
+            let error = AMQPError(.connectFailed, "could not start the connection's I/O thread (pthread_create: \(String(cString: strerror(rc))))")
+            _ = core.stopAccepting()
+            core.setState(.closed(error))
+            connected.resume(throwing: error)
+        }
+    }
+
+    // MARK: Lifecycle
+
+    /// Connects, reports through `connected`, then loops until the connection ends.
+    func run(connected: CheckedContinuation<Void, any Error>) {
+        let opened: ConnectionStateMachine.OpenAction
+        do {
+            opened = try open()
+        } catch {
+            destroy()
+            finish(machine.failed(error))
+            connected.resume(throwing: error)
+            return
+        }
+        core.setState(.open)
+        connected.resume()
+        var reason: AMQPError?
+        switch opened {
+        case .ready:
+            do {
+                try loop()
+            } catch {
+                reason = error
+                logger.warning("AMQP connection lost", metadata: ["warren.amqp.error": "\(error)"])
+            }
+        case .closeConnection(let channels):
+            closeCleanly(settlements: [], channels: channels)
+        }
+        destroy()
+        finish(reason.map { machine.failed($0) } ?? machine.closeCompleted())
+    }
+
+    private func loop() throws(AMQPError) {
+        var fds = [
+            pollfd(fd: amqp_get_sockfd(conn), events: Int16(POLLIN), revents: 0),
+            pollfd(fd: core.wake.readFD, events: Int16(POLLIN), revents: 0),
+        ]
+        while true {
+            core.lastTick.store(MonotonicClock.nanoseconds(), ordering: .relaxed)
+            let (settlements, commands, closeRequested) = core.drainInbox()
+            for item in settlements where !machine.settle(channel: item.channel, deliveryTag: item.deliveryTag, item.settlement) {
+                logger.debug("dropped a settlement for an unknown delivery tag", metadata: ["warren.amqp.delivery_tag": "\(item.deliveryTag)"])
+            }
+            try send(machine.flushSettlements())
+            try run(commands)
+            try send(machine.flushSettlements())
+            if closeRequested {
+                if case .closeConnection(let settlements, let channels) = machine.closeRequested() {
+                    closeCleanly(settlements: settlements, channels: channels)
+                }
+                return
+            }
+
+            let handled = try readFrames(limit: Self.framesPerTurn)
+            handOverDeliveries()
+            if handled == Self.framesPerTurn { continue }  // more may be buffered: drain the inbox and go on
+
+            switch machine.poll(at: MonotonicClock.nanoseconds()) {
+            case .heartbeatTimeout(let error):
+                throw error
+            case .poll(let milliseconds):
+                fds[0].revents = 0
+                fds[1].revents = 0
+                let rc = poll(&fds, 2, milliseconds)
+                if rc < 0 && errno != EINTR {
+                    throw AMQPError(.socketError, "poll() failed: errno \(errno)")
+                }
+                if fds[0].revents != 0 { machine.received(at: MonotonicClock.nanoseconds()) }
+            }
+        }
+    }
+
+    /// Carries out commands in order; stops at the first that breaks the connection.
+    private func run(_ commands: [PendingCommand]) throws(AMQPError) {
+        for (index, pending) in commands.enumerated() {
+            switch execute(pending.command) {
+            case .replied(let reply):
+                pending.reply.resume(returning: reply)
+            case .refused(let error):
+                pending.reply.resume(throwing: error)
+            case .awaitingConfirm(let id):
+                confirms[id] = pending.reply
+            case .connectionFailed(let error):
+                pending.reply.resume(throwing: error)
+                orphans = Array(commands[(index + 1)...])
+                throw error
+            }
+        }
+    }
+
+    /// Sends the final settlements, closes the channels and the connection. Errors are ignored:
+    /// the connection is going away either way.
+    private func closeCleanly(settlements: [ConnectionStateMachine.Settlement], channels: [ChannelID]) {
+        guard let conn else { return }
+        try? send(settlements)
+        for channel in channels { _ = amqp_channel_close(conn, channel, AMQP_REPLY_SUCCESS) }
+        _ = amqp_connection_close(conn, AMQP_REPLY_SUCCESS)
+        logger.debug("AMQP connection closed")
+    }
+
+    func destroy() {
+        guard let conn else { return }
+        amqp_destroy_connection(conn)
+        self.conn = nil
+    }
+
+    /// Publishes the end to everyone waiting: state, consumers, confirms, queued commands.
+    private func finish(_ shutdown: ConnectionStateMachine.Shutdown?) {
+        let unrun = core.stopAccepting() + orphans
+        orphans = []
+        let shutdown = shutdown ?? .init(reason: nil, consumers: [], confirms: [])
+        core.setState(.closed(shutdown.reason))
+        for id in shutdown.consumers {
+            finishConsumer(id, error: shutdown.consumerError)
+        }
+        for id in shutdown.confirms {
+            confirms.removeValue(forKey: id)?.resume(throwing: shutdown.requestError)
+        }
+        for command in unrun {
+            command.reply.resume(throwing: shutdown.requestError)
+        }
+        // Nothing is left unless the state machine lost track of something; never leave a waiter hanging.
+        for id in Array(sinks.keys) { finishConsumer(id, error: shutdown.consumerError) }
+        for publisher in confirms.values { publisher.resume(throwing: shutdown.requestError) }
+        confirms.removeAll()
+    }
+
+    // MARK: Actions
+
+    /// Sends settlement commands.
+    func send(_ settlements: [ConnectionStateMachine.Settlement]) throws(AMQPError) {
+        guard let conn, !settlements.isEmpty else { return }
+        for settlement in settlements {
+            let rc: Int32 = switch settlement.command {
+            case .ack(let tag, let multiple):
+                amqp_basic_ack(conn, settlement.channel, tag, multiple ? 1 : 0)
+            case .nack(let tag, let multiple, let requeue):
+                amqp_basic_nack(conn, settlement.channel, tag, multiple ? 1 : 0, requeue ? 1 : 0)
+            case .reject(let tag, let requeue):
+                amqp_basic_reject(conn, settlement.channel, tag, requeue ? 1 : 0)
+            }
+            guard rc == AMQP_STATUS_OK.rawValue else {
+                throw AMQPError(status: rc, doing: "send \(settlement.command)")
+            }
+        }
+    }
+
+    /// Yields each consumer's batch of deliveries.
+    func handOverDeliveries() {
+        for sink in sinks.values where !sink.pending.isEmpty {
+            handOver(sink)
+        }
+    }
+
+    /// Yields `sink`'s batch; a consumer whose sequence is gone gets it requeued.
+    private func handOver(_ sink: ConsumerSink) {
+        let batch = sink.pending
+        sink.pending.removeAll(keepingCapacity: true)
+        if case .terminated = sink.continuation.yield(batch) {
+            machine.handOverRefused(channel: sink.channel, deliveryTags: batch.lazy.map(\.deliveryTag))
+        }
+    }
+
+    /// Ends a consumer's sequence after handing it what was read for it.
+    func finishConsumer(_ id: ConsumerID, error: AMQPError?) {
+        guard let sink = sinks.removeValue(forKey: id) else { return }
+        if lastSink === sink { lastSink = nil }
+        if !sink.pending.isEmpty { handOver(sink) }
+        if let error { sink.continuation.finish(throwing: error) } else { sink.continuation.finish() }
+    }
+
+    /// Resumes the publishers of confirmed (or refused) messages.
+    func resolve(_ confirmation: ConnectionStateMachine.Confirmation) {
+        for sequence in confirmation.sequences {
+            guard let publisher = confirms.removeValue(forKey: ConfirmID(channel: confirmation.channel, sequence: sequence)) else {
+                continue
+            }
+            if let error = confirmation.error { publisher.resume(throwing: error) } else { publisher.resume(returning: .done) }
+        }
+    }
+}
