@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Validate the kinds in deploy/k8s that kubernetes-validate has no schema for.
+"""Validate the kinds in deploy/k8s and deploy/observability that kubernetes-validate has no schema for.
 
 kubernetes-validate knows the built-in Kubernetes API only: for KEDA's ScaledObject and
-TriggerAuthentication (CRDs) and kustomize's Kustomization it prints "Couldn't find schema" and
-passes. This script checks exactly those kinds against small strict JSON schemas written from
-KEDA 2.x's CRDs and documentation (unknown fields are errors, as with --strict), then checks the
-references between the files: the ScaledObject scales the Deployment, its authenticationRef names the
+TriggerAuthentication (CRDs), the Prometheus Operator's PodMonitor and PrometheusRule (CRDs) and
+kustomize's Kustomization it prints "Couldn't find schema" and passes. This script checks exactly
+those kinds against small strict JSON schemas written from KEDA 2.x's and the Prometheus Operator's
+CRDs and documentation (unknown fields are errors, as with --strict), then checks the references
+between the files: the ScaledObject scales the Deployment, its authenticationRef names the
 TriggerAuthentication, the TriggerAuthentication and the Deployment read keys the Secret has, the
-trigger watches the ConfigMap's QUEUE, and the Kustomization lists files that exist.
+trigger watches the ConfigMap's QUEUE, the PodMonitor selects the Deployment's pods on a port they
+name, and the Kustomizations list files that exist. Documents without a kind (a Prometheus rules
+file) are skipped.
 
 Usage: validate-crds.py FILE...   (runs with the PyYAML and jsonschema that kubernetes-validate
 brings). Exit 0 when everything is valid, 1 otherwise; one line per problem.
@@ -25,6 +28,8 @@ HANDLED = {
     ("keda.sh/v1alpha1", "ScaledObject"): "ScaledObject",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "TriggerAuthentication",
     ("kustomize.config.k8s.io/v1beta1", "Kustomization"): "Kustomization",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "PodMonitor",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "PrometheusRule",
 }
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -99,7 +104,102 @@ TARGET_REFS = {"type": "array", "minItems": 1, "items": strict({
     "parameter": STRING, "name": STRING, "key": STRING,
 }, required=["parameter", "name", "key"])}
 
+# Prometheus Operator (monitoring.coreos.com/v1, from its CRDs and API reference): a Prometheus
+# duration, a label selector, and the fields of a PodMonitor endpoint and of a rule group.
+DURATION = {"type": "string",
+            "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+LABEL_SELECTOR = strict({
+    "matchLabels": LABELS,
+    "matchExpressions": {"type": "array", "items": strict({
+        "key": STRING, "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+        "values": {"type": "array", "items": {"type": "string"}},
+    }, required=["key", "operator"])},
+})
+RELABELINGS = {"type": "array", "items": strict({
+    "sourceLabels": {"type": "array", "items": STRING}, "separator": {"type": "string"},
+    "targetLabel": STRING, "regex": {"type": "string"}, "modulus": {"type": "integer", "minimum": 1},
+    "replacement": {"type": "string"},
+    "action": {"enum": ["replace", "Replace", "keep", "Keep", "drop", "Drop", "hashmod", "HashMod", "labelmap",
+                        "LabelMap", "labeldrop", "LabelDrop", "labelkeep", "LabelKeep", "lowercase", "Lowercase",
+                        "uppercase", "Uppercase", "keepequal", "KeepEqual", "dropequal", "DropEqual"]},
+})}
+POD_METRICS_ENDPOINT = strict({
+    "port": STRING,
+    "portNumber": {"type": "integer", "minimum": 1, "maximum": 65535},
+    "path": {"type": "string", "pattern": "^/"},
+    "scheme": {"enum": ["http", "https", "HTTP", "HTTPS"]},
+    "params": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+    "interval": DURATION,
+    "scrapeTimeout": DURATION,
+    "honorLabels": {"type": "boolean"},
+    "honorTimestamps": {"type": "boolean"},
+    "trackTimestampsStaleness": {"type": "boolean"},
+    "filterRunning": {"type": "boolean"},
+    "followRedirects": {"type": "boolean"},
+    "enableHttp2": {"type": "boolean"},
+    "proxyUrl": STRING,
+    "relabelings": RELABELINGS,
+    "metricRelabelings": RELABELINGS,
+    "tlsConfig": {"type": "object"},
+    "basicAuth": {"type": "object"},
+    "authorization": {"type": "object"},
+    "oauth2": {"type": "object"},
+    "bearerTokenSecret": {"type": "object"},
+})
+RULE = {
+    **strict({
+        "record": {"type": "string", "pattern": r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"},
+        "alert": {"type": "string", "pattern": r"^[a-zA-Z_][a-zA-Z0-9_]*$"},
+        "expr": {"type": ["string", "integer"], "minLength": 1},
+        "for": DURATION,
+        "keep_firing_for": DURATION,
+        "labels": LABELS,
+        "annotations": LABELS,
+    }, required=["expr"]),
+    # A recording rule has no for/annotations; an alert has a name.
+    "oneOf": [
+        {"required": ["record"], "not": {"anyOf": [{"required": ["alert"]}, {"required": ["for"]},
+                                                   {"required": ["annotations"]}]}},
+        {"required": ["alert"], "not": {"required": ["record"]}},
+    ],
+}
+
 SCHEMAS = {
+    "PodMonitor": strict({
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PodMonitor"},
+        "metadata": METADATA,
+        "spec": strict({
+            "jobLabel": STRING,
+            "podTargetLabels": {"type": "array", "items": STRING},
+            "selector": LABEL_SELECTOR,
+            "selectorMechanism": {"enum": ["RelabelConfig", "RoleSelector"]},
+            "namespaceSelector": strict({"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": STRING}}),
+            "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": POD_METRICS_ENDPOINT},
+            "sampleLimit": INT32, "targetLimit": INT32, "labelLimit": INT32,
+            "labelNameLengthLimit": INT32, "labelValueLengthLimit": INT32, "keepDroppedTargets": INT32,
+            "attachMetadata": strict({"node": {"type": "boolean"}}),
+            "scrapeClass": STRING,
+            "scrapeProtocols": {"type": "array", "items": STRING},
+        }, required=["selector", "podMetricsEndpoints"]),
+    }, required=["apiVersion", "kind", "metadata", "spec"]),
+    "PrometheusRule": strict({
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": METADATA,
+        "spec": strict({
+            "groups": {"type": "array", "minItems": 1, "items": strict({
+                "name": STRING,
+                "interval": DURATION,
+                "query_offset": DURATION,
+                "limit": INT32,
+                "labels": LABELS,
+                "partial_response_strategy": {"type": "string"},
+                "rules": {"type": "array", "minItems": 1, "items": RULE},
+            }, required=["name", "rules"])},
+        }, required=["groups"]),
+    }, required=["apiVersion", "kind", "metadata", "spec"]),
+
     "ScaledObject": strict({
         "apiVersion": {"const": "keda.sh/v1alpha1"},
         "kind": {"const": "ScaledObject"},
@@ -176,7 +276,7 @@ def load(paths):
     for path in paths:
         with open(path) as f:
             for doc in yaml.safe_load_all(f):
-                if doc:
+                if isinstance(doc, dict) and "kind" in doc:
                     documents.append((path, doc))
     return documents
 
@@ -252,6 +352,31 @@ def main(paths):
         for resource in kustomization.get("resources") or []:
             if not os.path.exists(os.path.join(base, resource)):
                 problems.append(f"{path}: resource {resource} does not exist")
+        for generator in kustomization.get("configMapGenerator") or []:
+            for entry in generator.get("files") or []:
+                source = entry.split("=", 1)[-1]
+                if not os.path.exists(os.path.join(base, source)):
+                    problems.append(f"{path}: configMapGenerator {generator.get('name')} file {source} does not exist")
+
+    # A PodMonitor must select the pods of a Deployment among the manifests, on a port they name.
+    for path, monitor in by_kind.get("PodMonitor", []):
+        spec = monitor.get("spec") or {}
+        wanted = (spec.get("selector") or {}).get("matchLabels") or {}
+        pods = []
+        for deployment in deployments.values():
+            template = (deployment.get("spec") or {}).get("template") or {}
+            labels = (template.get("metadata") or {}).get("labels") or {}
+            if wanted and all(labels.get(k) == v for k, v in wanted.items()):
+                pods.append((labels, template.get("spec") or {}))
+        if not pods:
+            problems.append(f"{path}: PodMonitor selects {wanted}, which no Deployment's pods carry")
+        for labels, pod in pods:
+            ports = {p.get("name") for c in pod.get("containers") or [] for p in c.get("ports") or []}
+            for endpoint in spec.get("podMetricsEndpoints") or []:
+                if "port" in endpoint and endpoint["port"] not in ports:
+                    problems.append(f"{path}: PodMonitor endpoint port {endpoint['port']} is not a port of the pods ({sorted(p for p in ports if p)})")
+            if spec.get("jobLabel") and spec["jobLabel"] not in labels:
+                problems.append(f"{path}: PodMonitor jobLabel {spec['jobLabel']} is not a label of the pods")
 
     for problem in problems:
         print(f"ERROR {problem}")
