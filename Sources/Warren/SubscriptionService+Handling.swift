@@ -37,8 +37,10 @@ extension SubscriptionService {
 
     private func process(_ chunk: [AMQPDelivery], _ environment: HandlerEnvironment, on connection: AMQPConnection) async {
         guard gate.isOpen else {
-            // Arrived after we decided to pause: back through the first delay queue (not an attempt).
-            for delivery in chunk { await settle(delivery, .requeue(reason: "consumption is pausing"), timedOut: false, on: connection) }
+            // Arrived after we decided to pause or stop, unhandled: straight back to the queue (the
+            // consumer is being cancelled, so it cannot loop); a quorum queue counts one delivery.
+            for delivery in chunk { delivery.nack(requeue: true) }
+            metrics.requeued.increment(by: Int64(chunk.count))
             return
         }
         metrics.inFlight.increment(by: Double(chunk.count))
