@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -14,6 +14,13 @@ let package = Package(
         .library(name: "WarrenTesting", targets: ["WarrenTesting"]),
         .executable(name: "event-worker", targets: ["EventWorker"]),
     ],
+    traits: [
+        // event-worker's OTLP/HTTP span exporter (swift-otel, with async-http-client and swift-protobuf:
+        // the heaviest part of the build). `swift build --disable-default-traits` leaves it out; the
+        // library itself records with swift-distributed-tracing only, whatever the trait.
+        .trait(name: "OTLP", description: "event-worker exports spans over OTLP/HTTP when OTEL_* variables ask for it"),
+        .default(enabledTraits: ["OTLP"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -22,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
         // Tests only (DeployTests reads the deploy manifests).
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
@@ -136,7 +144,20 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "OTel", package: "swift-otel", condition: .when(traits: ["OTLP"])),
             ]
+        ),
+        // A worker whose handler publishes, traced over OTLP: the tracing test runs it against a real
+        // OTLP/HTTP receiver (it needs the exporter, so only with the OTLP trait).
+        .executableTarget(
+            name: "warren-trace-fixture",
+            dependencies: [
+                "Warren", "WarrenAMQP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "OTel", package: "swift-otel", condition: .when(traits: ["OTLP"])),
+            ],
+            path: "Tests/TraceFixture"
         ),
         .target(
             name: "WarrenTestSupport",

@@ -20,6 +20,8 @@ struct Run: AsyncParsableCommand {
             LineLogHandler(label: label, format: settings.logFormat, level: settings.logLevel)
         }
         let logger = Logger(label: "event-worker")
+        // Before the worker: the tracer must be bootstrapped when its consumers start.
+        let tracing = try TracingExport.bootstrap(environment: currentEnvironment())
         logger.info("starting event-worker", metadata: settings.summary.merging(["warren.version": "\(WarrenBuild.version)"]) { a, _ in a })
         // Before any metric object exists: Warren makes them once, when the Worker is created.
         let prometheus = PrometheusCollectorRegistry()
@@ -44,7 +46,7 @@ struct Run: AsyncParsableCommand {
             try worker.addStartupTask("create table events") { try await job.migrate() }
         }
         try worker.addMetricsRoute { prometheus.emitToBuffer() }
-        try await worker.runUntilSignalled()
+        try await worker.runUntilSignalled(alongside: tracing.map { [$0] } ?? [])
         await redis.shutdown()
         await postgres.shutdown()
     }

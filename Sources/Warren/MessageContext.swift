@@ -71,8 +71,6 @@ public struct MessageContext: Sendable {
     public let logger: Logger
     let publisher: any MessagePublisher
     let encoder: any MessageEncoder
-    /// The tracer and this message's consumer span, when tracing.
-    let tracing: (tracer: MessageTracer, span: any Span)?
 
     /// The message headers.
     public var headers: AMQPTable { properties.headers }
@@ -83,7 +81,8 @@ public struct MessageContext: Sendable {
     /// Where the sender wants a reply (``reply(_:properties:)``), if anywhere.
     public var replyTo: String? { properties.replyTo }
 
-    /// The context of `delivery`.
+    /// The context of `delivery`; with `tracing`, its logger carries the consumer span's `trace_id` and
+    /// `span_id`.
     init(queue: String, delivery: AMQPDelivery, attempt: Int, publisher: any MessagePublisher,
          encoder: any MessageEncoder, logger: Logger, tracing: (tracer: MessageTracer, span: any Span)? = nil) {
         self.queue = queue
@@ -101,7 +100,6 @@ public struct MessageContext: Sendable {
             for (key, value) in tracer.logMetadata(of: span) { logger[metadataKey: key] = "\(value)" }
         }
         self.logger = logger
-        self.tracing = tracing
     }
 
     /// Encodes `message` (JSON unless the subscription says otherwise) and publishes it to `exchange`
@@ -116,21 +114,9 @@ public struct MessageContext: Sendable {
     /// Publishes raw bytes, as given (no properties added); returns once the broker confirmed them.
     public func publish(body: [UInt8], to exchange: String = "", routingKey: String,
                         properties: AMQPProperties = AMQPProperties(deliveryMode: 2)) async throws {
-        guard let (tracer, consumer) = tracing else {
-            return try await publisher.publish(body, exchange: exchange, routingKey: routingKey, properties: properties, mandatory: false)
-        }
-        // A child of this message's span, whose context travels in the headers to the next consumer.
-        var properties = properties
-        let span = tracer.producerSpan(exchange: exchange, routingKey: routingKey, context: consumer.context,
-                                       headers: &properties.headers)
-        defer { span.end() }
-        do {
-            try await publisher.publish(body, exchange: exchange, routingKey: routingKey, properties: properties, mandatory: false)
-        } catch {
-            span.recordError(error)
-            span.setStatus(SpanStatus(code: .error, message: "\(error)"))
-            throw error
-        }
+        // A child of this message's span (the task's current context, set around the handler), whose
+        // context travels in the headers to the next consumer.
+        try await publisher.tracedPublish(body, exchange: exchange, routingKey: routingKey, properties: properties)
     }
 
     /// Replies to the sender: publishes `message` to the default exchange with the message's

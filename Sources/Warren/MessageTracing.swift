@@ -94,3 +94,27 @@ struct MessageTracer: Sendable {
         return ["trace_id": String(parts[1]), "span_id": String(parts[2])]
     }
 }
+
+extension MessagePublisher {
+    /// Publishes like ``publish(_:exchange:routingKey:properties:mandatory:)``, inside a producer span
+    /// of the bootstrapped tracer — a child of the task's current trace context, or the root of a new
+    /// trace — whose context is injected into the message's headers (`traceparent`, `tracestate`) so
+    /// that the consumer continues the trace. Without a tracer it is a plain publish.
+    public func tracedPublish(_ body: [UInt8], exchange: String = "", routingKey: String,
+                              properties: AMQPProperties = AMQPProperties()) async throws {
+        guard let tracer = MessageTracer.current() else {
+            return try await publish(body, exchange: exchange, routingKey: routingKey, properties: properties, mandatory: false)
+        }
+        var properties = properties
+        let span = tracer.producerSpan(exchange: exchange, routingKey: routingKey,
+                                       context: InstrumentationContext.current ?? .topLevel, headers: &properties.headers)
+        defer { span.end() }
+        do {
+            try await publish(body, exchange: exchange, routingKey: routingKey, properties: properties, mandatory: false)
+        } catch {
+            span.recordError(error)
+            span.setStatus(SpanStatus(code: .error, message: "\(error)"))
+            throw error
+        }
+    }
+}

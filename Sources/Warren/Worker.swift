@@ -173,11 +173,14 @@ public final class Worker: Service, Sendable {
         logger.info("stopped")
     }
 
-    /// Runs the worker alone, as its process's only service, until SIGTERM or SIGINT; then shuts down
-    /// as ``run()`` does.
-    public func runUntilSignalled() async throws {
+    /// Runs the worker as its process's main service until SIGTERM or SIGINT; then shuts down as
+    /// ``run()`` does.
+    /// - Parameter services: run beside the worker in the same group, started before it and shut down
+    ///   after it (e.g. a tracing exporter, which then flushes the worker's last spans).
+    public func runUntilSignalled(alongside services: [any Service] = []) async throws {
         try await ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: self)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+            services: services.map { .init(service: $0) } + [.init(service: self)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }
 
     private func sidePortRouter(_ metricsRoute: (contentType: String, render: @Sendable () -> [UInt8])?) -> HTTPRouter {

@@ -70,7 +70,7 @@ public func timed(_ body: () async throws -> Void) async -> (error: (any Error)?
 /// (libdispatch workers) block SIGTERM, SIGINT, SIGHUP and more. A server that does not reset its
 /// mask (redis-server) would then ignore `scripts/services stop` (SIGTERM) until the script
 /// escalates to SIGKILL after 15 s.
-func withDefaultSignalMask<T>(_ body: () throws -> T) rethrows -> T {
+public func withDefaultSignalMask<T>(_ body: () throws -> T) rethrows -> T {
     var empty = sigset_t()
     var saved = sigset_t()
     sigemptyset(&empty)

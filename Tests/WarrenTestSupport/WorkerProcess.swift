@@ -2,10 +2,11 @@ import Foundation
 
 /// The built `event-worker` executable, run as a child process against the test servers.
 public final class WorkerProcess: @unchecked Sendable {
-    /// `event-worker` next to the test bundle (swift test builds every product into one folder).
-    public static var builtExecutable: String {
+    /// The executable `name` (default `event-worker`) next to the test bundle (swift test builds every
+    /// product into one folder).
+    public static func builtExecutable(_ name: String = "event-worker") -> String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("event-worker").path
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent(name).path
     }
 
     /// The uid and gid the image runs as (deploy/Dockerfile `USER 10001:10001`, the Deployment's
@@ -18,30 +19,38 @@ public final class WorkerProcess: @unchecked Sendable {
     /// a privileged socket option or a write the image cannot do fails here, not in production.
     /// (Issue found this way: SO_DEBUG instead of TCP_NODELAY reset every probe connection.)
     /// As a non-root developer the worker runs as that user, which is unprivileged already.
-    public static let launch: (executable: String, prefix: [String]) = {
-        let built = builtExecutable
+    public static func launch(_ name: String = "event-worker") -> (executable: String, prefix: [String]) {
+        let built = builtExecutable(name)
         guard getuid() == 0 else { return (built, []) }
         return ("/usr/bin/setpriv", [
             "--reuid=\(deployedUser)", "--regid=\(deployedUser)", "--clear-groups",
             "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs",
             "--", deployedCopy(of: built),
         ])
-    }()
+    }
+
+    /// Copies staged so far, by build path (one copy per executable and test process).
+    private static let staged = NSLock()
+    nonisolated(unsafe) private static var stagedCopies: [String: String] = [:]
 
     /// uid 10001 may not be able to reach the build folder (a clone under a 0700 home), so the
     /// worker runs from a world-readable copy, as it does from /usr/local/bin in the image.
     private static func deployedCopy(of built: String) -> String {
+        staged.lock()
+        defer { staged.unlock() }
+        if let copy = stagedCopies[built] { return copy }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warren-worker-\(getpid())")
-        let copy = dir.appendingPathComponent("event-worker")
+        let copy = dir.appendingPathComponent(URL(fileURLWithPath: built).lastPathComponent)
         do {
-            try? FileManager.default.removeItem(at: dir)
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o755])
+            try? FileManager.default.removeItem(at: copy)
             try FileManager.default.copyItem(atPath: built, toPath: copy.path)
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: copy.path)
         } catch {
-            fatalError("cannot stage event-worker for uid \(deployedUser) in \(dir.path): \(error)")
+            fatalError("cannot stage \(built) for uid \(deployedUser) in \(dir.path): \(error)")
         }
+        stagedCopies[built] = copy.path
         return copy.path
     }
 
@@ -51,7 +60,9 @@ public final class WorkerProcess: @unchecked Sendable {
     private let exited = DispatchSemaphore(value: 0)
 
     /// Starts `event-worker ARGS` with the servers' URLs plus `environment`; output goes to a log file.
-    public init(_ arguments: [String] = ["run"], environment extra: [String: String] = [:], healthPort: Int? = nil) throws {
+    /// - Parameter executable: another executable of the package to run the same way (a test fixture).
+    public init(_ arguments: [String] = ["run"], environment extra: [String: String] = [:], healthPort: Int? = nil,
+                executable: String = "event-worker") throws {
         self.healthPort = healthPort ?? Int.random(in: 20_000...29_999)
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("event-worker-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
@@ -63,8 +74,9 @@ public final class WorkerProcess: @unchecked Sendable {
         environment["HEALTH_PORT"] = String(self.healthPort)
         environment["LOG_FORMAT"] = "json"
         for (key, value) in extra { environment[key] = value }
-        process.executableURL = URL(fileURLWithPath: Self.launch.executable)
-        process.arguments = Self.launch.prefix + arguments
+        let launch = Self.launch(executable)
+        process.executableURL = URL(fileURLWithPath: launch.executable)
+        process.arguments = launch.prefix + arguments
         process.environment = environment
         let log = try FileHandle(forWritingTo: logURL)
         process.standardOutput = log
