@@ -8,6 +8,8 @@ import WarrenSystem
 ///
 /// Connects, declares the topology, sets the prefetch and consumes, handing deliveries to the handler
 /// with bounded concurrency. When the connection is lost it reconnects with capped, jittered backoff
+/// (with several brokers, each attempt tries all of them in a new shuffled order, so the backoff
+/// applies once the whole list failed; logs name the broker in use)
 /// and does it all again; deliveries of the dead connection are not settled on the new one (the
 /// broker has requeued them). While ``gate`` is closed the consumer is cancelled and messages stay in
 /// the queue. ``stop()`` closes the gate for good, lets in-flight handlers finish and closes.
@@ -148,7 +150,11 @@ public final class SubscriptionService: Sendable {
         }
         state.withLock { $0.connection = connection; $0.everConnected = true }
         connected.set(open: true)
-        logger.info("connected to the broker", metadata: ["warren.amqp.url": "\(configuration.redactedURL)"])
+        logger.info("connected to the broker", metadata: [
+            "warren.amqp.url": "\(configuration.redactedURL)",
+            "warren.amqp.endpoint": "\(connection.connectedEndpoint)",
+            "warren.amqp.tls": "\(connection.isTLS)",
+        ])
         return connection
     }
 
