@@ -78,6 +78,13 @@ extension Integration {
             #expect(error.message.contains("cacertfile"), "\(error)")
         }
 
+        @Test func systemTrustStoreDoesNotKnowTheTestCA() async throws {
+            let error = try await connectError(TLSServers.url(TLSServers.clientCertificate), name: "system-store")
+            #expect(error.code == .tlsFailed)
+            #expect(error.message.contains("not signed by a trusted CA"), "\(error)")
+            #expect(error.message.contains("system trust store"), "\(error)")
+        }
+
         @Test func certificateForAnotherName() async throws {
             // The broker serves a certificate made for other.warren.test to this SNI.
             let error = try await connectError(TLSServers.url("\(TLSServers.trusted)&\(TLSServers.clientCertificate)&server_name_indication=wrong-name.warren.test"), name: "wrong-name")
