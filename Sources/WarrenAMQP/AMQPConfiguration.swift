@@ -82,6 +82,9 @@ public struct AMQPConfiguration: Sendable, Equatable, CustomStringConvertible {
     public var connectionName: String?
     /// TLS settings; `nil`: plain TCP (`amqp://`).
     public var tls: AMQPTLSConfiguration?
+    /// Whether a connection tries ``endpoints`` in a shuffled order (the default) or in the order
+    /// given (a caller that rotates through them itself, as `SubscriptionService` does).
+    public var shufflesEndpoints: Bool = true
 
     /// Creates a configuration; every parameter has a default that suits a local broker.
     public init(

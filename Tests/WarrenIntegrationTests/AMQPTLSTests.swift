@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import Testing
+import Warren
 import WarrenAMQP
 import WarrenTestSupport
 
@@ -165,6 +167,39 @@ extension Integration {
                 reasons.append(String(error.message.split(separator: "(").first ?? ""))
             }
             #expect(Set(reasons).count == urls.count, "\(reasons)")
+        }
+    
+        /// A subscription goes through the brokers in turn: the closed one is skipped, and after a
+        /// lost connection the next attempt starts with the broker after the one it used.
+        @Test func subscriptionRotatesThroughTheBrokers() async throws {
+            let good = try AMQPConfiguration(url: Servers.amqpURL)
+            let port = good.port
+            // Three spellings: a closed port, and two names of the same broker.
+            var config = try AMQPConfiguration(url: "amqp://guest:guest@127.0.0.1:1/%2F,amqp://guest:guest@127.0.0.1:\(port)/%2F,amqp://guest:guest@localhost:\(port)/%2F")
+            config.shufflesEndpoints = false
+            let queue = uniqueName("test-rotation")
+            let service = SubscriptionService(
+                subscription: Subscription(Topology(queue: queue), options: SubscriptionOptions(prefetch: 10, concurrency: 1)) { deliveries in
+                    deliveries.map { _ in .ack }
+                },
+                configuration: config,
+                reconnectPolicy: ReconnectPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(100)),
+                logger: Logger(label: "warren.test"))
+            let running = Task { await service.run() }
+            await service.waitUntilStarted()
+            #expect(service.current.connection?.connectedEndpoint == AMQPEndpoint(host: "127.0.0.1", port: port))
+            // Lose the connection: the next attempt starts after 127.0.0.1, with localhost.
+            await service.current.connection?.close()
+            let moved = await eventually(timeout: .seconds(10), every: .milliseconds(50)) {
+                guard let connection = service.current.connection, connection.state.isOpen else { return false }
+                return connection.connectedEndpoint == AMQPEndpoint(host: "localhost", port: port)
+            }
+            #expect(moved)
+            service.stop()
+            _ = await running.result
+            let cleanup = try await AMQPConnection.connect(configuration: good)
+            await cleanup.deleteTopology(of: queue)
+            await cleanup.close()
         }
     }
 }

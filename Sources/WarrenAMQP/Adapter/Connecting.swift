@@ -15,7 +15,7 @@ struct ConnectPolicy: Sendable {
     var transport: Transport
 
     init(configuration: AMQPConfiguration) {
-        endpoints = configuration.endpoints.shuffled()
+        endpoints = configuration.shufflesEndpoints ? configuration.endpoints.shuffled() : configuration.endpoints
         transport = configuration.tls.map { .tls($0) } ?? .tcp
     }
 }
@@ -189,7 +189,8 @@ extension ConnectionOwner {
     /// What went wrong in a TLS handshake (or right after it, where TLS 1.3 reports a refused client
     /// certificate), from the recorded verify error and the OpenSSL error queue; nil when nothing
     /// points at TLS.
-    func tlsError(status: Int32, endpoint: ConnectPolicy.Endpoint, _ tls: AMQPTLSConfiguration) -> AMQPError? {
+    func tlsError(status: Int32, endpoint: ConnectPolicy.Endpoint, _ tls: AMQPTLSConfiguration,
+                  afterHandshake: Bool = false) -> AMQPError? {
         let verifyError = tlsState?.state.pointee.verify_error ?? Int(X509_V_OK)
         let errors = openSSLErrors()
         let detail = errors.map(\.text).joined(separator: "; ")
@@ -225,6 +226,16 @@ extension ConnectionOwner {
         if errors.contains(where: { $0.lib == ERR_LIB_SSL && Self.notTLSReasons.contains($0.reason) }) {
             return AMQPError(.tlsFailed, "\(prefix): the server does not speak TLS there (OpenSSL: \(detail)); it looks like a plain AMQP port: use amqp:// for it, or the broker's TLS port (5671 by default)")
         }
+        if afterHandshake, Self.droppedStatuses.contains(status) {
+            // TLS 1.3 ends the client's handshake before the broker has checked the client's
+            // certificate; when the broker's alert is lost to a reset (our write came first), all
+            // that is left is a connection dropped right after the handshake.
+            let seen = detail.isEmpty ? AMQPError.statusText(status) : detail
+            if tls.certificateFile == nil {
+                return AMQPError(.tlsFailed, "\(prefix): the broker closed the connection right after the TLS handshake (\(seen)): it most likely requires a client certificate and none is configured; set certfile and keyfile")
+            }
+            return AMQPError(.tlsFailed, "\(prefix): the broker closed the connection right after the TLS handshake (\(seen)): it most likely refused the client certificate; check that the broker trusts the CA that signed certfile")
+        }
         switch status {
         case AMQP_STATUS_SSL_ERROR.rawValue, AMQP_STATUS_SSL_CONNECTION_FAILED.rawValue,
              AMQP_STATUS_SSL_PEER_VERIFY_FAILED.rawValue, AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED.rawValue:
@@ -239,6 +250,11 @@ extension ConnectionOwner {
     /// TLS 1.2 brokers send handshake_failure).
     static let certificateRequiredReasons: Set<Int32> = [
         SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED, SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE,
+    ]
+    /// What librabbitmq reports when the other end dropped the connection.
+    static let droppedStatuses: Set<Int32> = [
+        AMQP_STATUS_SSL_ERROR.rawValue, AMQP_STATUS_CONNECTION_CLOSED.rawValue,
+        AMQP_STATUS_SOCKET_ERROR.rawValue, AMQP_STATUS_SOCKET_CLOSED.rawValue,
     ]
     /// Alerts that say the broker refused the client certificate we sent.
     static let clientCertificateRefusedReasons: Set<Int32> = [
@@ -276,7 +292,7 @@ extension ConnectionOwner {
         // TLS 1.3: a broker refuses the client certificate after the client's handshake is done,
         // so it shows up here, on the first read.
         if reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION, case .tls(let tls) = policy.transport,
-           let error = tlsError(status: reply.library_error, endpoint: endpoint, tls) {
+           let error = tlsError(status: reply.library_error, endpoint: endpoint, tls, afterHandshake: true) {
             throw error
         }
         var error = replyError(reply, doing: "login to vhost '\(config.virtualHost)' as '\(config.username)'")
