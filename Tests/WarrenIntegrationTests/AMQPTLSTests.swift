@@ -125,6 +125,14 @@ extension Integration {
             #expect(error.message.contains("use amqps://"), "\(error)")
         }
 
+        @Test func withoutSNITheBrokerServesItsDefaultCertificate() async throws {
+            // No SNI: the default certificate (127.0.0.1 in its SAN), checked against the host.
+            let url = TLSServers.url("\(TLSServers.trusted)&\(TLSServers.clientCertificate)&server_name_indication=disable")
+            let connection = try await AMQPConnection.connect(configuration: try AMQPConfiguration(url: url))
+            #expect(connection.state == .open)
+            await connection.close()
+        }
+
         @Test func verifyNoneSkipsTheChecks() async throws {
             // Untrusted CA and a wrong name, but verify_none: encrypted, not authenticated.
             let url = TLSServers.url("cacertfile=\(TLSServers.dir)/other-ca.pem&\(TLSServers.clientCertificate)&verify=verify_none&server_name_indication=rabbit.example")
