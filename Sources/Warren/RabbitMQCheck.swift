@@ -44,7 +44,7 @@ extension HealthCheck {
         } else if !service.gate.isOpen {
             info = try await connection.inspectQueue(queue)
         } else {
-            throw CheckFailure("connected, but no consumer registered on queue '\(queue)' yet")
+            throw CheckFailure("connected to \(connection.connectedEndpoint), but no consumer registered on queue '\(queue)' yet")
         }
         // The round trip tells the backlog for free: a gauge, so it shows without the broker's exporter.
         service.metrics.queueMessages.record(Int64(info.messageCount))

@@ -8,6 +8,9 @@ import WarrenSystem
 ///
 /// Connects, declares the topology, sets the prefetch and consumes, handing deliveries to the handler
 /// with bounded concurrency. When the connection is lost it reconnects with capped, jittered backoff
+/// (with several brokers, the list is shuffled once; each attempt tries all of them, starting with
+/// the one after the broker last used or last tried first, so the backoff applies once the whole
+/// list failed; logs name the broker in use)
 /// and does it all again; deliveries of the dead connection are not settled on the new one (the
 /// broker has requeued them). While ``gate`` is closed the consumer is cancelled and messages stay in
 /// the queue. ``stop()`` closes the gate for good, lets in-flight handlers finish and closes.
@@ -27,6 +30,8 @@ public final class SubscriptionService: Sendable {
         var phase: Phase = .connecting(attempt: 0)
         var everConnected = false
         var stopping = false
+        /// Where in ``endpointOrder`` the next connection attempt starts.
+        var nextEndpoint = 0
     }
 
     /// What it consumes.
@@ -38,6 +43,9 @@ public final class SubscriptionService: Sendable {
     /// Open while consumption may run; readiness and shutdown close it.
     public let gate = Gate()
     private let state = Mutex(State())
+    /// The brokers in the order this service goes through them (shuffled once, so that a fleet of
+    /// workers spreads over the brokers).
+    private let endpointOrder: [AMQPEndpoint]
     private let connected = Gate(open: false)
     /// Opens once on ``stop()``: wakes a paused service so it can finish.
     private let stopped = Gate(open: false)
@@ -54,6 +62,7 @@ public final class SubscriptionService: Sendable {
         self.subscription = subscription
         self.configuration = configuration
         self.reconnectPolicy = reconnectPolicy
+        self.endpointOrder = configuration.shufflesEndpoints ? configuration.endpoints.shuffled() : configuration.endpoints
         self.metrics = SubscriptionMetrics(queue: subscription.topology.queue, factory: metricsFactory)
         var logger = logger
         logger[metadataKey: "warren.queue"] = "\(subscription.topology.queue)"
@@ -138,7 +147,20 @@ public final class SubscriptionService: Sendable {
     }
 
     private func connect() async throws -> AMQPConnection {
+        // Start with the next broker in the rotation; after a failure of the whole list, the
+        // next attempt starts one further.
+        var configuration = self.configuration
+        let start = state.withLock { state in
+            defer { state.nextEndpoint += 1 }
+            return state.nextEndpoint % endpointOrder.count
+        }
+        configuration.endpoints = Array(endpointOrder[start...] + endpointOrder[..<start])
+        configuration.shufflesEndpoints = false
         let connection = try await AMQPConnection.connect(configuration: configuration, logger: logger)
+        // Connected: the next attempt (after this connection is lost) starts after this broker.
+        if let used = endpointOrder.firstIndex(of: connection.connectedEndpoint) {
+            state.withLock { $0.nextEndpoint = used + 1 }
+        }
         do {
             try await subscription.topology.declare(on: connection, retry: subscription.options.retry)
             try await connection.setPrefetch(subscription.prefetch)
@@ -148,7 +170,11 @@ public final class SubscriptionService: Sendable {
         }
         state.withLock { $0.connection = connection; $0.everConnected = true }
         connected.set(open: true)
-        logger.info("connected to the broker", metadata: ["warren.amqp.url": "\(configuration.redactedURL)"])
+        logger.info("connected to the broker", metadata: [
+            "warren.amqp.url": "\(configuration.redactedURL)",
+            "warren.amqp.endpoint": "\(connection.connectedEndpoint)",
+            "warren.amqp.tls": "\(connection.isTLS)",
+        ])
         return connection
     }
 

@@ -21,11 +21,20 @@ public final class AMQPConnection: Sendable {
         logger: Logger = Logger(label: "warren.amqp")
     ) async throws -> AMQPConnection {
         var logger = logger
-        logger[metadataKey: "warren.amqp.host"] = "\(configuration.host):\(configuration.port)"
+        logger[metadataKey: "warren.amqp.host"] = "\(configuration.endpoints.map(\.description).joined(separator: ","))"
         let core = try ConnectionCore(configuration: configuration, logger: logger)
         try await ConnectionOwner.start(core: core)
         return AMQPConnection(core: core)
     }
+
+    /// The broker this connection is connected to (`host:port`, never credentials): with several
+    /// endpoints, the one that accepted it. For logs and readiness reports.
+    public var connectedEndpoint: AMQPEndpoint {
+        core.endpoint.withLock { $0 } ?? core.configuration.endpoints[0]
+    }
+
+    /// Whether the connection runs over TLS.
+    public var isTLS: Bool { core.configuration.tls != nil }
 
     /// The current state.
     public var state: AMQPConnectionState { core.state }

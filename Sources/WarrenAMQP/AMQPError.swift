@@ -19,6 +19,7 @@ public struct AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
             case publishNacked
             case consumerCancelledByBroker
             case connectionClosed
+            case tlsFailed
         }
 
         let base: Base
@@ -50,6 +51,9 @@ public struct AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let consumerCancelledByBroker = Code(.consumerCancelledByBroker)
         /// The operation needs an open connection, and this one is closed.
         public static let connectionClosed = Code(.connectionClosed)
+
+        /// The TLS handshake failed or a certificate was refused (the message says which and why).
+        public static let tlsFailed = Code(.tlsFailed)
 
         public var description: String { base.rawValue }
     }

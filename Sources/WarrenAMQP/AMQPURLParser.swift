@@ -1,8 +1,63 @@
+import Glibc
 import WarrenSystem
 
 /// Parses AMQP URIs (https://www.rabbitmq.com/docs/uri-spec) without Foundation and without
 /// ever putting the password into an error message.
 enum AMQPURLParser {
+    /// One URL, or several separated by commas (several brokers sharing everything but host:port).
+    static func parseList(_ text: String) throws(AMQPError) -> AMQPConfiguration {
+        let urls = split(text)
+        guard urls.count > 1 else { return try parse(text) }
+        var first: AMQPConfiguration?
+        for (index, url) in urls.enumerated() {
+            guard !url.isEmpty else {
+                throw AMQPError(.invalidURL, "AMQP URL: entry \(index + 1) of the comma-separated list is empty")
+            }
+            var config: AMQPConfiguration
+            do throws(AMQPError) {
+                config = try parse(url)
+            } catch {
+                throw AMQPError(.invalidURL, "AMQP URL entry \(index + 1): \(error.message.dropPrefix("AMQP URL: "))")
+            }
+            guard var merged = first else {
+                first = config
+                continue
+            }
+            let endpoint = config.endpoints[0]
+            config.endpoints = merged.endpoints
+            guard config == merged else {
+                throw AMQPError(.invalidURL, "AMQP URL entry \(index + 1): every URL of a list must have the same scheme, user, password, vhost and options as the first; only host and port may differ")
+            }
+            merged.endpoints.append(endpoint)
+            first = merged
+        }
+        return first!
+    }
+
+    /// Splits at the commas that start another URL (`,amqp://` or `,amqps://`, spaces allowed
+    /// around the comma), so that a comma inside a password or a query stays where it is.
+    static func split(_ text: String) -> [String] {
+        var urls: [String] = []
+        var current = ""
+        var rest = Substring(text)
+        while let comma = rest.firstIndex(of: ",") {
+            let tail = rest[rest.index(after: comma)...]
+            let after = tail.drop(while: { $0 == " " })
+            let lower = after.prefix(8).lowercased()
+            current += rest[..<comma]
+            if lower.hasPrefix("amqp://") || lower.hasPrefix("amqps://") || after.isEmpty || after.hasPrefix(",") {
+                urls.append(current)
+                current = ""
+                rest = after
+            } else {
+                current += ","
+                rest = tail
+            }
+        }
+        urls.append(current + rest)
+        return urls.map { String($0.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed()) }
+    }
+
     static func parse(_ url: String) throws(AMQPError) -> AMQPConfiguration {
         do throws(URLSyntaxError) {
             return try parse(url: url)
@@ -12,16 +67,18 @@ enum AMQPURLParser {
     }
 
     private static func parse(url text: String) throws(URLSyntaxError) -> AMQPConfiguration {
-        guard let url = ConnectionURL(text) else { throw URLSyntaxError("expected amqp://user:password@host:port/vhost") }
+        guard let url = ConnectionURL(text) else { throw URLSyntaxError("expected amqp://user:password@host:port/vhost or amqps://...") }
+        let secure: Bool
         switch url.scheme {
-        case "amqp": break
-        case "amqps": throw URLSyntaxError("scheme 'amqps' (TLS) is not supported; use amqp://")
-        default: throw URLSyntaxError("unsupported scheme; use amqp://")
+        case "amqp": secure = false
+        case "amqps": secure = true
+        default: throw URLSyntaxError("unsupported scheme; use amqp:// or amqps:// (TLS)")
         }
         if url.containsWhitespace { throw URLSyntaxError("contains whitespace") }
         if url.containsFragment { throw URLSyntaxError("fragments (#) are not allowed") }
 
-        var config = AMQPConfiguration()
+        var config = AMQPConfiguration(port: secure ? 5671 : 5672)
+        if secure { config.tls = AMQPTLSConfiguration() }
         if let (user, password) = try url.credentials(userPart: "user name") {
             config.username = user
             if let password { config.password = password }
@@ -35,12 +92,13 @@ enum AMQPURLParser {
             }
             config.virtualHost = path.isEmpty ? "/" : try url.decode(path, part: "vhost")
         }
-        try parseQuery(url.queryItems, into: &config)
+        try parseQuery(url, into: &config)
         return config
     }
 
-    private static func parseQuery(_ items: [(key: Substring, value: Substring)], into config: inout AMQPConfiguration) throws(URLSyntaxError) {
-        for (key, value) in items {
+    private static func parseQuery(_ url: ConnectionURL, into config: inout AMQPConfiguration) throws(URLSyntaxError) {
+        var tls = config.tls
+        for (key, value) in url.queryItems {
             switch key {
             case "heartbeat":
                 guard let seconds = Int(value), (0...65535).contains(seconds) else {
@@ -52,11 +110,60 @@ enum AMQPURLParser {
                     throw URLSyntaxError("query 'connection_timeout' must be a positive number of milliseconds")
                 }
                 config.connectTimeout = .milliseconds(millis)
+            case "cacertfile", "certfile", "keyfile", "verify", "server_name_indication":
+                guard tls != nil else {
+                    throw URLSyntaxError("query '\(key)' is a TLS option; use amqps://")
+                }
+                let decoded = try url.decode(value, part: "query '\(key)'")
+                switch key {
+                case "cacertfile": tls?.caCertificateFile = try readableFile(decoded, key: key)
+                case "certfile": tls?.certificateFile = try readableFile(decoded, key: key)
+                case "keyfile": tls?.keyFile = try readableFile(decoded, key: key)
+                case "verify":
+                    switch decoded {
+                    case "verify_peer": tls?.verifyPeer = true
+                    case "verify_none": tls?.verifyPeer = false
+                    default: throw URLSyntaxError("query 'verify' must be verify_peer or verify_none")
+                    }
+                default:
+                    guard !decoded.isEmpty else { throw URLSyntaxError("query 'server_name_indication' is empty") }
+                    if decoded == "disable" {
+                        tls?.sendsServerName = false
+                    } else {
+                        tls?.serverName = decoded
+                    }
+                }
             default:
                 // Other RabbitMQ URI options (channel_max, frame_max, auth_mechanism...) are accepted
                 // and left at this client's defaults.
                 continue
             }
         }
+        if let tls, (tls.certificateFile == nil) != (tls.keyFile == nil) {
+            throw URLSyntaxError(tls.certificateFile == nil
+                ? "query 'keyfile' needs 'certfile' (the client certificate)"
+                : "query 'certfile' needs 'keyfile' (the client certificate's private key)")
+        }
+        config.tls = tls
+    }
+
+    /// The path when the file can be opened for reading; otherwise an error naming the parameter.
+    private static func readableFile(_ path: String, key: Substring) throws(URLSyntaxError) -> String {
+        guard !path.isEmpty else { throw URLSyntaxError("query '\(key)' is empty") }
+        guard let file = fopen(path, "r") else {
+            throw URLSyntaxError("query '\(key)': cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var statBuffer = stat()
+        if fstat(fileno(file), &statBuffer) == 0, (statBuffer.st_mode & S_IFMT) == S_IFDIR {
+            throw URLSyntaxError("query '\(key)': \(path) is a directory, not a PEM file")
+        }
+        return path
+    }
+}
+
+private extension String {
+    func dropPrefix(_ prefix: String) -> String {
+        hasPrefix(prefix) ? String(dropFirst(prefix.count)) : self
     }
 }

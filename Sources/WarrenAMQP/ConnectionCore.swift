@@ -35,6 +35,8 @@ final class ConnectionCore: Sendable {
     /// Monotonic ns of the owner loop's last iteration (for the liveness watchdog).
     let lastTick = Atomic<UInt64>(0)
     let wake: WakePipe
+    /// The broker the owner connected to (set before `connect` returns).
+    let endpoint = Mutex<AMQPEndpoint?>(nil)
 
     /// - Throws: ``AMQPError`` when the wake-up pipe cannot be made.
     init(configuration: AMQPConfiguration, logger: Logger) throws(AMQPError) {

@@ -254,6 +254,7 @@ extension Integration {
         @Test(arguments: [
             ("AMQP_URL", "not a url"),
             ("AMQP_URL", "http://guest:guest@127.0.0.1:5672/"),
+            ("AMQP_URL", "amqps://guest:guest@127.0.0.1:6672/?certfile=/nonexistent/client.pem&keyfile=/nonexistent/client.key"),
             ("HEALTH_PORT", "abc"),
             ("PREFETCH", "-5"),
             ("QUEUE_TYPE", "stream"),

@@ -33,6 +33,8 @@ final class ConnectionOwner {
     let channel: ChannelID = 1
     let policy: ConnectPolicy
     var conn: amqp_connection_state_t?
+    /// The C state of a TLS socket; freed after the connection (whose SSL_CTX points at it).
+    var tlsState: TLSSocketState?
     var machine = ConnectionStateMachine()
     /// The streams of the consumers the state machine knows, by id.
     var sinks: [ConsumerID: ConsumerSink] = [:]
@@ -176,6 +178,7 @@ final class ConnectionOwner {
         guard let conn else { return }
         amqp_destroy_connection(conn)
         self.conn = nil
+        tlsState = nil
     }
 
     /// Publishes the end to everyone waiting: state, consumers, confirms, queued commands.
