@@ -1,30 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
+import Glibc
 import Synchronization
 
-#if canImport(Glibc)
+// Foundation re-exports names that clash with these; the package builds on Linux only.
 private let systemConnect = Glibc.connect
 private let systemSend = Glibc.send
 private let systemClose = Glibc.close
 private let streamSocket = Int32(SOCK_STREAM.rawValue)
-#elseif canImport(Musl)
-private let systemConnect = Musl.connect
-private let systemSend = Musl.send
-private let systemClose = Musl.close
-private let streamSocket = SOCK_STREAM
-#else
-private let systemConnect = Darwin.connect
-private let systemSend = Darwin.send
-private let systemClose = Darwin.close
-private let streamSocket = SOCK_STREAM
-private let MSG_NOSIGNAL: Int32 = 0
-#endif
 
 /// Errors of the raw test client.
 public enum RawClientError: Error, Equatable {
