@@ -125,7 +125,8 @@ struct Settings: Sendable {
         guard retryDelayMax >= retryDelay else {
             throw SettingError(setting: "RETRY_DELAY_MAX", problem: "\(value("RETRY_DELAY_MAX")) is below RETRY_DELAY (\(value("RETRY_DELAY")))")
         }
-        let handlerTimeout = try seconds("HANDLER_TIMEOUT", 0.001...3600)
+        // Below RabbitMQ's default consumer_timeout (30 min), past which the broker closes the channel.
+        let handlerTimeout = try seconds("HANDLER_TIMEOUT", 0.001...1500)
         let healthHost = value("HEALTH_HOST")
         guard !healthHost.isEmpty else { throw SettingError(setting: "HEALTH_HOST", problem: "must not be empty") }
         return Settings(

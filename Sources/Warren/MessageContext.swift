@@ -59,9 +59,10 @@ public struct MessageContext: Sendable {
     public let queue: String
     /// All properties of the message, headers included.
     public let properties: AMQPProperties
-    /// The exchange it was published to (`""`: the default exchange).
+    /// The exchange it was published to (`""`: the default exchange); on a retry, still the first
+    /// publish's, not the delay queue's.
     public let exchange: String
-    /// The routing key it was published with.
+    /// The routing key it was published with (on a retry, still the first publish's).
     public let routingKey: String
     /// True when the broker delivered it before.
     public let redelivered: Bool
@@ -87,8 +88,8 @@ public struct MessageContext: Sendable {
          encoder: any MessageEncoder, logger: Logger, tracing: (tracer: MessageTracer, span: any Span)? = nil) {
         self.queue = queue
         self.properties = delivery.properties
-        self.exchange = delivery.exchange
-        self.routingKey = delivery.routingKey
+        self.exchange = delivery.originalExchange
+        self.routingKey = delivery.originalRoutingKey
         self.redelivered = delivery.redelivered
         self.attempt = attempt
         self.publisher = publisher

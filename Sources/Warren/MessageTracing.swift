@@ -42,9 +42,9 @@ struct MessageTracer: Sendable {
         span.attributes["messaging.system"] = "rabbitmq"
         span.attributes["messaging.operation.type"] = "process"
         span.attributes["messaging.operation.name"] = "deliver"
-        span.attributes["messaging.destination.name"] = delivery.exchange
+        span.attributes["messaging.destination.name"] = delivery.originalExchange
         span.attributes["messaging.destination.subscription.name"] = queue
-        span.attributes["messaging.rabbitmq.destination.routing_key"] = delivery.routingKey
+        span.attributes["messaging.rabbitmq.destination.routing_key"] = delivery.originalRoutingKey
         span.attributes["messaging.rabbitmq.message.delivery_tag"] = Int64(clamping: delivery.deliveryTag)
         span.attributes["messaging.message.body.size"] = delivery.body.count
         if let id = delivery.properties.messageID { span.attributes["messaging.message.id"] = id }

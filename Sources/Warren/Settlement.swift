@@ -68,8 +68,8 @@ enum WarrenHeaders {
     static let originalExchange = "x-warren-original-exchange"
     static let originalRoutingKey = "x-warren-original-routing-key"
     static let queue = "x-warren-queue"
-    /// Every header Warren writes (a redriven message starts over without them).
-    static let written: [String] = [attempts, reason, originalExchange, originalRoutingKey, queue]
+    /// The headers of a failure (a redriven message starts over without them; it keeps its original routing).
+    static let written: [String] = [attempts, reason, queue]
     /// Headers the broker adds on dead-lettering, which a copy must not carry into its next life.
     static let brokerDeathHeaders: [String] = [
         "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
@@ -85,12 +85,28 @@ enum WarrenHeaders {
         }
     }
 
-    /// `properties` for a copy of the message: the broker's death headers dropped, the attempts set.
-    static func copy(_ properties: AMQPProperties, failures: Int) -> AMQPProperties {
-        var properties = properties
+    /// `properties` for a copy of `delivery`: the broker's death headers dropped, the attempts set, and
+    /// where the message was first published kept (a delay queue dead-letters the copy back through
+    /// the default exchange, which would otherwise be all a retry knows of its routing).
+    static func copy(of delivery: AMQPDelivery, failures: Int) -> AMQPProperties {
+        var properties = delivery.properties
         for header in brokerDeathHeaders { properties.headers.removeValue(forKey: header) }
         properties.headers[attempts] = .int(Int64(failures))
+        properties.headers[originalExchange] = .string(delivery.originalExchange)
+        properties.headers[originalRoutingKey] = .string(delivery.originalRoutingKey)
         properties.expiration = nil
         return properties
+    }
+}
+
+extension AMQPDelivery {
+    /// The exchange the message was first published to, before any of Warren's delay queues.
+    var originalExchange: String {
+        properties.headers[WarrenHeaders.originalExchange]?.stringValue ?? exchange
+    }
+
+    /// The routing key the message was first published with, before any of Warren's delay queues.
+    var originalRoutingKey: String {
+        properties.headers[WarrenHeaders.originalRoutingKey]?.stringValue ?? routingKey
     }
 }

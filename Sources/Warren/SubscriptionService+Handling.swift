@@ -97,7 +97,7 @@ extension SubscriptionService {
             delivery.ack()
             metrics.acked.increment()
         case .delay(let queue, let copyFailures, let expiration, let why, let reason):
-            var properties = WarrenHeaders.copy(delivery.properties, failures: copyFailures)
+            var properties = WarrenHeaders.copy(of: delivery, failures: copyFailures)
             properties.expiration = String(expiration.wholeMilliseconds)
             var metadata = deliveryMetadata(delivery, reason, attempt: failures + 1)
             metadata["warren.retry.delay"] = "\(expiration.wholeMilliseconds) ms"
@@ -108,6 +108,8 @@ extension SubscriptionService {
                 metadata["warren.error"] = "\(error)"
                 logger.warning("could not publish the delayed copy; the message goes back to the queue at once", metadata: metadata)
                 delivery.nack(requeue: true)
+                metrics.requeued.increment()
+                return
             }
             switch why {
             case .dependency:
@@ -118,16 +120,14 @@ extension SubscriptionService {
                 metrics.retried(why).increment()
             }
         case .deadLetter(let reason, let attempts, let why):
-            var properties = WarrenHeaders.copy(delivery.properties, failures: attempts)
+            var properties = WarrenHeaders.copy(of: delivery, failures: attempts)
             properties.headers[WarrenHeaders.reason] = .string(String(reason.prefix(4096)))
-            properties.headers[WarrenHeaders.originalExchange] = .string(delivery.exchange)
-            properties.headers[WarrenHeaders.originalRoutingKey] = .string(delivery.routingKey)
             properties.headers[WarrenHeaders.queue] = .string(subscription.topology.queue)
             var metadata = deliveryMetadata(delivery, reason, attempt: attempts)
             metadata["warren.dead_letter_queue"] = "\(subscription.topology.deadLetterQueue)"
             do {
                 try await connection.publish(delivery.body, exchange: subscription.topology.deadLetterExchange,
-                                             routingKey: delivery.routingKey, properties: properties)
+                                             routingKey: delivery.originalRoutingKey, properties: properties)
                 delivery.ack()
             } catch {
                 // The broker's own dead-lettering still keeps it (without Warren's headers).

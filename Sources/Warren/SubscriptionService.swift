@@ -97,11 +97,13 @@ public final class SubscriptionService: Sendable {
         var attempt = 0
         while !isStopping && !Task.isCancelled {
             setPhase(.connecting(attempt: attempt))
+            var current: AMQPConnection?
             do {
                 let connection = try await connect()
+                current = connection
                 attempt = 0
                 try await serve(connection)
-                if isStopping {
+                if isStopping || Task.isCancelled {
                     await connection.close()
                     break
                 }
@@ -109,6 +111,9 @@ public final class SubscriptionService: Sendable {
                     throw reason ?? AMQPError(.connectionClosed, "connection closed")
                 }
             } catch {
+                // Still open (e.g. the broker cancelled our consumer: the queue was deleted): close it
+                // before the next, or each loss would leak a connection and its owner thread.
+                if let current, current.state.isOpen { await current.close() }
                 let reason = "\(error)"
                 setPhase(.disconnected(reason: reason)) { $0.connection = nil; $0.consumerTag = nil }
                 if isStopping { break }
@@ -121,7 +126,7 @@ public final class SubscriptionService: Sendable {
                                ])
                 metrics.reconnects.increment()
                 attempt += 1
-                try? await Task.sleep(for: delay)
+                await sleepUnlessStopped(for: delay)
             }
         }
         setPhase(.stopped) { $0.connection = nil; $0.consumerTag = nil }
@@ -180,7 +185,7 @@ public final class SubscriptionService: Sendable {
 
     /// Consumes on `connection` whenever the gate is open, until the connection closes or we stop.
     private func serve(_ connection: AMQPConnection) async throws {
-        while connection.state.isOpen && !isStopping {
+        while connection.state.isOpen && !isStopping && !Task.isCancelled {
             if !gate.isOpen {
                 setPhase(.paused(reason: gate.reason ?? "paused"))
                 await waitForGateOrClose(connection)
@@ -194,10 +199,27 @@ public final class SubscriptionService: Sendable {
             let pauser = Task {
                 await gate.wait(untilOpen: false)
                 guard !Task.isCancelled else { return }
-                try? await consumer.cancel()
+                do {
+                    try await consumer.cancel()
+                } catch {
+                    // A consumer we cannot cancel would keep delivering into a closed gate: drop the
+                    // connection instead (the broker requeues; the reconnect waits for the gate).
+                    await connection.close()
+                }
             }
             defer { pauser.cancel() }
             try await handle(consumer, on: connection)
+        }
+    }
+
+    /// Sleeps for `delay`, or less when ``stop()`` is called meanwhile (SIGTERM during a broker outage
+    /// must not wait out the backoff).
+    private func sleepUnlessStopped(for delay: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: delay) }
+            group.addTask { await self.stopped.wait(untilOpen: true) }
+            await group.next()
+            group.cancelAll()
         }
     }
 

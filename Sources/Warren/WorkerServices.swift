@@ -37,10 +37,17 @@ struct SubscriptionRunner: Service {
 
     func run() async throws {
         await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                for service in services {
-                    group.addTask { await service.run() }
+            await withTaskCancellationHandler {
+                await withTaskGroup(of: Void.self) { group in
+                    for service in services {
+                        group.addTask { await service.run() }
+                    }
                 }
+            } onCancel: {
+                // Cancelled without a graceful shutdown (another service of the group failed): stop
+                // consuming all the same, so that no loop spins on and no consumer is left behind.
+                registry.markShuttingDown()
+                for service in services { service.stop() }
             }
         } onGracefulShutdown: {
             registry.markShuttingDown()
@@ -125,11 +132,21 @@ struct ConsumptionGating: Sendable {
     let registry: HealthRegistry
     let subscriptions: [SubscriptionService]
     let logger: Logger
+    /// Transitions are observed on each check's own task, concurrently: the gates are decided under
+    /// this lock from the results as they are then, so a late observer of an old result cannot undo
+    /// the decision of a newer one (the last decision always reflects the latest results).
+    private let deciding = Serializer()
+
+    final class Serializer: Sendable {
+        private let lock = Mutex(())
+        func withLock(_ body: () -> Void) { lock.withLock { _ in body() } }
+    }
 
     func install() {
         let registry = registry
         let subscriptions = subscriptions
         let logger = logger
+        let deciding = self.deciding
         registry.onTransition { transition in
             var metadata: Logger.Metadata = [
                 "warren.check": "\(transition.check)", "warren.check.status": "\(transition.to.rawValue)",
@@ -140,10 +157,12 @@ struct ConsumptionGating: Sendable {
             } else {
                 logger.info(transition.from == nil ? "check passing" : "check passing again", metadata: metadata)
             }
-            guard !registry.isShuttingDown else { return }
-            let failing = registry.results(kind: .readiness).filter { $0.result.status == .fail }
-            for service in subscriptions {
-                Self.update(service, failing: failing, logger: logger)
+            deciding.withLock {
+                guard !registry.isShuttingDown else { return }
+                let failing = registry.results(kind: .readiness).filter { $0.result.status == .fail }
+                for service in subscriptions {
+                    Self.update(service, failing: failing, logger: logger)
+                }
             }
         }
     }

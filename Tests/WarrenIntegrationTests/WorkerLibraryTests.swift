@@ -157,16 +157,20 @@ extension Integration {
         @Test func anUndecodableBodyIsDeadLetteredWithTheReasonAndAThrowingHandlerIsRetried() async throws {
             let h = try Harness()
             let queue = h.name("typed")
+            let shop = h.name("shop")
             let attempts = Mutex<[String: [Int]]>([:])
-            try h.worker.subscribe(Subscription(Topology(queue: queue), options: SubscriptionOptions(retry: Harness.quickRetry)) {
+            let routing = Mutex<[String]>([])
+            try h.worker.subscribe(Subscription(Topology(queue: queue, bindings: [.direct(shop, "order.placed")]),
+                                                options: SubscriptionOptions(retry: Harness.quickRetry)) {
                 (order: Order, context: MessageContext) in
                 attempts.withLock { $0[order.id, default: []].append(context.attempt) }
+                if order.id == "flaky" { routing.withLock { $0.append("\(context.exchange) \(context.routingKey)") } }
                 if order.id == "flaky", context.attempt == 1 { throw CheckFailure("payment service timed out") }
             })
             let amqp = try await Self.publisher()
             try await h.run {
                 try await amqp.publish(Array(#"{"id":"bad","total":"lots"}"#.utf8), routingKey: queue)
-                try await amqp.publish(Self.json(Order(id: "flaky", total: 5)), routingKey: queue)
+                try await amqp.publish(Self.json(Order(id: "flaky", total: 5)), exchange: shop, routingKey: "order.placed")
                 let settled = try await eventually(timeout: .seconds(10)) {
                     try await amqp.inspectQueue("\(queue).dead").messageCount == 1
                         && attempts.withLock { $0["flaky"] } == [1, 2]
@@ -174,6 +178,8 @@ extension Integration {
                 let dead = try await amqp.inspectQueue("\(queue).dead").messageCount
                 #expect(settled, "dead: \(dead), attempts: \(attempts.withLock { $0 })")
                 #expect(attempts.withLock { $0["bad"] } == nil, "the handler never ran for the undecodable body")
+                #expect(routing.withLock { $0 } == ["\(shop) order.placed", "\(shop) order.placed"],
+                        "a retry, back through the delay queue, still knows its first exchange and routing key")
                 let consumer = try await amqp.consume(queue: "\(queue).dead")
                 var letters = consumer.makeAsyncIterator()
                 let letter = try #require(try await letters.next())

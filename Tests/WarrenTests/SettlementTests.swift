@@ -51,9 +51,16 @@ struct SettlementTests {
         #expect(WarrenHeaders.failures(of: AMQPProperties(headers: ["x-warren-attempts": -4])) == 0)
         let original = AMQPProperties(headers: ["x-death": .array([]), "x-delivery-count": 7, "traceparent": "00-abc", "x-warren-attempts": 1],
                                       expiration: "500", messageID: "m-1")
-        let copy = WarrenHeaders.copy(original, failures: 2)
-        #expect(copy.headers == ["traceparent": "00-abc", "x-warren-attempts": 2])
+        let first = AMQPDelivery(testing: [], properties: original, deliveryTag: 1, redelivered: false,
+                                 exchange: "shop", routingKey: "order.eu.placed")
+        let copy = WarrenHeaders.copy(of: first, failures: 2)
+        #expect(copy.headers == ["traceparent": "00-abc", "x-warren-attempts": 2,
+                                 "x-warren-original-exchange": "shop", "x-warren-original-routing-key": "order.eu.placed"])
         #expect(copy.expiration == nil && copy.messageID == "m-1")
+        // Back from a delay queue (default exchange, the queue's name as key): the first routing stays.
+        let retried = AMQPDelivery(testing: [], properties: copy, deliveryTag: 2, redelivered: false, exchange: "", routingKey: "jobs")
+        #expect(retried.originalExchange == "shop" && retried.originalRoutingKey == "order.eu.placed")
+        #expect(WarrenHeaders.copy(of: retried, failures: 3).headers["x-warren-original-routing-key"] == "order.eu.placed")
     }
 
     @Test func thrownErrorsMapOntoOutcomes() {
