@@ -139,7 +139,7 @@ public final class SubscriptionService: Sendable {
         gate.set(open: false, reason: "shutting down")
     }
 
-    var isStopping: Bool { state.withLock { $0.stopping } }
+    private var isStopping: Bool { state.withLock { $0.stopping } }
 
     /// Sets the phase (and whatever `update` changes with it) and the consumer-state gauges, under
     /// one lock so that the gauges follow the phases in order.
