@@ -116,9 +116,9 @@ enum AMQPURLParser {
                 }
                 let decoded = try url.decode(value, part: "query '\(key)'")
                 switch key {
-                case "cacertfile": tls?.caCertificateFile = try readableFile(decoded, key: key)
-                case "certfile": tls?.certificateFile = try readableFile(decoded, key: key)
-                case "keyfile": tls?.keyFile = try readableFile(decoded, key: key)
+                case "cacertfile": tls?.caCertificateFile = try ConnectionURL.readableFile(decoded, key: key)
+                case "certfile": tls?.certificateFile = try ConnectionURL.readableFile(decoded, key: key)
+                case "keyfile": tls?.keyFile = try ConnectionURL.readableFile(decoded, key: key)
                 case "verify":
                     switch decoded {
                     case "verify_peer": tls?.verifyPeer = true
@@ -148,18 +148,6 @@ enum AMQPURLParser {
     }
 
     /// The path when the file can be opened for reading; otherwise an error naming the parameter.
-    private static func readableFile(_ path: String, key: Substring) throws(URLSyntaxError) -> String {
-        guard !path.isEmpty else { throw URLSyntaxError("query '\(key)' is empty") }
-        guard let file = fopen(path, "r") else {
-            throw URLSyntaxError("query '\(key)': cannot read \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { fclose(file) }
-        var statBuffer = stat()
-        if fstat(fileno(file), &statBuffer) == 0, (statBuffer.st_mode & S_IFMT) == S_IFDIR {
-            throw URLSyntaxError("query '\(key)': \(path) is a directory, not a PEM file")
-        }
-        return path
-    }
 }
 
 private extension String {

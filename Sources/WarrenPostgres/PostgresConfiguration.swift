@@ -30,6 +30,18 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
     /// `verify-full`.
     public var sslMode: String
 
+    /// libpq `sslrootcert`: the CA certificate file that signed the server's certificate, for
+    /// `verify-ca` and `verify-full`. `nil` leaves libpq 15's default (`~/.postgresql/root.crt`);
+    /// for a server signed by a public CA name the system bundle
+    /// (`/etc/ssl/certs/ca-certificates.crt` on Debian).
+    public var sslRootCert: String?
+    /// libpq `sslcert`: the client certificate file, for servers that require one.
+    public var sslCert: String?
+    /// libpq `sslkey`: the client certificate's private key file. libpq refuses a key that others
+    /// can read: mode 0600 when the file belongs to the worker's user, at most 0640 when it
+    /// belongs to root (Kubernetes mounts Secret files as root; `defaultMode: 0440` fits).
+    public var sslKey: String?
+
     /// The `sslmode` values libpq accepts.
     public static let sslModes: Set<String> = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -43,7 +55,10 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
         connectTimeout: Duration = .seconds(2),
         queryTimeout: Duration = .seconds(1),
         applicationName: String = "warren",
-        sslMode: String = "disable"
+        sslMode: String = "disable",
+        sslRootCert: String? = nil,
+        sslCert: String? = nil,
+        sslKey: String? = nil
     ) {
         self.host = host
         self.port = port
@@ -54,10 +69,15 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
         self.queryTimeout = queryTimeout
         self.applicationName = applicationName
         self.sslMode = sslMode
+        self.sslRootCert = sslRootCert
+        self.sslCert = sslCert
+        self.sslKey = sslKey
     }
 
     /// Parses `postgresql://user[:password]@host[:port][/db][?sslmode=...&application_name=...]`
-    /// (`postgres://` too; also `connect_timeout=SECONDS`).
+    /// (`postgres://` too; also `connect_timeout=SECONDS`, and for TLS `sslrootcert`, `sslcert`,
+    /// `sslkey`: files that must be readable, else ``PostgresError/Code/invalidURL`` names the
+    /// parameter).
     ///
     /// Every part is percent-decoded; the database defaults to the user name, as in libpq. Errors
     /// (``PostgresError/Code/invalidURL``) name the part that is wrong and never echo the password.
@@ -72,6 +92,8 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
         let hostPart = host.contains(":") ? "[\(host)]" : encode(host)
         return "postgresql://\(userInfo)@\(hostPart):\(port)/\(encode(database))"
             + "?sslmode=\(encode(sslMode))&application_name=\(encode(applicationName))"
+            + [("sslrootcert", sslRootCert), ("sslcert", sslCert), ("sslkey", sslKey)]
+                .compactMap { key, value in value.map { "&\(key)=\(encode($0))" } }.joined()
     }
 
     /// The ``redactedURL``: safe for logs.
@@ -99,6 +121,9 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
             ("client_encoding", "UTF8"),
         ]
         if let password { parameters.append(("password", password)) }
+        if let sslRootCert { parameters.append(("sslrootcert", sslRootCert)) }
+        if let sslCert { parameters.append(("sslcert", sslCert)) }
+        if let sslKey { parameters.append(("sslkey", sslKey)) }
         return parameters
     }
 }

@@ -74,7 +74,9 @@ struct PostgresConnection: ConnectionDriver {
     private func finishConnecting(_ connection: OpaquePointer, deadline: MonotonicClock.Instant) throws(PostgresError) {
         let endpoint = configuration.endpoint
         guard PQstatus(connection) != CONNECTION_BAD else {
-            throw PostgresError(.connectFailed, "could not connect to PostgreSQL at \(endpoint): \(errorText(connection)); check that it is running and reachable")
+            let text = errorText(connection)
+            throw PostgresTLS.error(text, endpoint: endpoint, configuration)
+                ?? PostgresError(.connectFailed, "could not connect to PostgreSQL at \(endpoint): \(text); check that it is running and reachable")
         }
         // Notices (e.g. "relation already exists, skipping") would go to stderr by default.
         PQsetNoticeProcessor(connection, { _, _ in }, nil)
@@ -88,7 +90,9 @@ struct PostgresConnection: ConnectionDriver {
                     throw PostgresError(.timeout, "could not connect to PostgreSQL at \(endpoint) within \(configuration.connectTimeout.secondsText); check that it is up and not overloaded")
                 }
             case PGRES_POLLING_FAILED:
-                throw PostgresError(.connectFailed, "could not connect to PostgreSQL at \(endpoint): \(errorText(connection)); check that it is running, reachable, and that the user, password and database are right")
+                let text = errorText(connection)
+                throw PostgresTLS.error(text, endpoint: endpoint, configuration)
+                    ?? PostgresError(.connectFailed, "could not connect to PostgreSQL at \(endpoint): \(text); check that it is running, reachable, and that the user, password and database are right")
             default:
                 break
             }

@@ -8,6 +8,7 @@ public struct PostgresError: Error, Sendable, Equatable, CustomStringConvertible
         enum Base: String, Hashable, Sendable {
             case invalidURL
             case connectFailed
+            case tlsFailed
             case timeout
             case connectionClosed
             case queryFailed
@@ -23,6 +24,10 @@ public struct PostgresError: Error, Sendable, Equatable, CustomStringConvertible
         /// The connection could not be established: refused, unreachable, or the server rejected
         /// the login (wrong password, unknown database). The message has the server's reason.
         public static let connectFailed = Code(.connectFailed)
+        /// TLS to the server failed: its certificate is not trusted or not valid for the host, it
+        /// requires a client certificate, or the key file is refused. The message says which, and
+        /// what to change; the connection was not made and the next call tries again.
+        public static let tlsFailed = Code(.tlsFailed)
         /// The server did not answer within `connectTimeout` (connecting) or `queryTimeout`
         /// (a query, which was then cancelled); the connection was dropped.
         public static let timeout = Code(.timeout)
@@ -69,7 +74,7 @@ public struct PostgresError: Error, Sendable, Equatable, CustomStringConvertible
     /// Whether the connection was dropped (and the next call reconnects).
     public var droppedConnection: Bool {
         switch code.base {
-        case .connectFailed, .timeout, .connectionClosed: true
+        case .connectFailed, .tlsFailed, .timeout, .connectionClosed: true
         default: false
         }
     }

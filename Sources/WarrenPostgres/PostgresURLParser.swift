@@ -53,6 +53,12 @@ enum PostgresURLParser {
                     throw URLSyntaxError("sslmode must be one of \(PostgresConfiguration.sslModes.sorted().joined(separator: ", "))")
                 }
                 config.sslMode = mode
+            case "sslrootcert":
+                config.sslRootCert = try ConnectionURL.readableFile(try url.decode(value, part: "sslrootcert"), key: "sslrootcert")
+            case "sslcert":
+                config.sslCert = try ConnectionURL.readableFile(try url.decode(value, part: "sslcert"), key: "sslcert")
+            case "sslkey":
+                config.sslKey = try ConnectionURL.readableFile(try url.decode(value, part: "sslkey"), key: "sslkey")
             case "application_name":
                 config.applicationName = try url.decode(value, part: "application_name")
             case "connect_timeout":
@@ -62,9 +68,14 @@ enum PostgresURLParser {
                 config.connectTimeout = .seconds(seconds)
             default:
                 let printable = !key.isEmpty && key.count <= 32 && key.allSatisfy { $0 == "_" || ($0.isASCII && $0.isLowercase) }
-                throw URLSyntaxError(printable ? "unsupported query parameter '\(key)' (supported: sslmode, application_name, connect_timeout)"
-                                               : "an unsupported query parameter (supported: sslmode, application_name, connect_timeout)")
+                throw URLSyntaxError(printable ? "unsupported query parameter '\(key)' (supported: \(supported))"
+                                               : "an unsupported query parameter (supported: \(supported))")
             }
         }
+        if (config.sslCert == nil) != (config.sslKey == nil) {
+            throw URLSyntaxError("sslcert and sslkey go together: set both (a client certificate and its key) or neither")
+        }
     }
+
+    private static let supported = "sslmode, sslrootcert, sslcert, sslkey, application_name, connect_timeout"
 }

@@ -1,3 +1,5 @@
+import Glibc
+
 /// A connection URL, `scheme://[user[:password]@]host[:port][/path][?query]`, split without
 /// Foundation into its still percent-encoded parts.
 ///
@@ -119,4 +121,23 @@ public struct URLSyntaxError: Error, Sendable, Equatable {
 
     /// Creates an error.
     public init(_ message: String) { self.message = message }
+}
+
+extension ConnectionURL {
+    /// Checks that the file a query parameter names (a CA, a certificate, a key) can be opened for
+    /// reading by this process now, and returns its path. A typo or a missing Secret mount is then a
+    /// configuration error at start, naming the parameter, instead of a connect failure on every
+    /// retry.
+    public static func readableFile(_ path: String, key: some StringProtocol) throws(URLSyntaxError) -> String {
+        guard !path.isEmpty else { throw URLSyntaxError("query '\(key)' is empty") }
+        guard let file = fopen(path, "r") else {
+            throw URLSyntaxError("query '\(key)': cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var statBuffer = stat()
+        if fstat(fileno(file), &statBuffer) == 0, (statBuffer.st_mode & S_IFMT) == S_IFDIR {
+            throw URLSyntaxError("query '\(key)': \(path) is a directory, not a PEM file")
+        }
+        return path
+    }
 }

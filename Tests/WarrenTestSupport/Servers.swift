@@ -19,6 +19,24 @@ public enum Servers {
         ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/postgres"
     }
 
+    /// The throw-away CA and certificates `scripts/services` makes (its header lists them).
+    public static var tlsDirectory: String {
+        ProcessInfo.processInfo.environment["WARREN_TLS_DIR"]
+            ?? "\(ProcessInfo.processInfo.environment["WARREN_STATE_DIR"] ?? "/tmp/warren-services")/tls"
+    }
+
+    /// A copy of `client.key` that libpq accepts (mode 0600, owned by `owner`, default this
+    /// process's user): libpq refuses a key others can read. The caller removes it.
+    public static func privateKeyCopyForLibpq(owner: uid_t? = nil) throws -> String {
+        let path = NSTemporaryDirectory() + "warren-pg-client-\(UUID().uuidString).key"
+        let key = try Data(contentsOf: URL(fileURLWithPath: "\(tlsDirectory)/client.key"))
+        guard FileManager.default.createFile(atPath: path, contents: key, attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown)
+        }
+        if let owner, chown(path, owner, owner) != 0 { throw CocoaError(.fileWriteNoPermission) }
+        return path
+    }
+
     /// Stops one server; returns once it is down and its port is free.
     public static func stop(_ name: Name) async throws { _ = try await services("stop", name.rawValue) }
 
