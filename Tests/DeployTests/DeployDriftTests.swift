@@ -185,6 +185,39 @@ struct DeployDriftTests {
         }
     }
 
+    @Test("the TLS files the example URLs name are in the Secret volume the worker can read")
+    func tlsFilesMounted() throws {
+        let deployment = try #require(try files.manifest(kind: "Deployment", name: "event-worker"))
+        let pod = deployment["spec"]["template"]["spec"]
+        let volume = try #require(pod["volumes"].array.first { $0["name"].string == "tls" }, "deployment.yaml: no volume tls")
+        let secretName = try #require(volume["secret"]["secretName"].string)
+        #expect(volume["secret"]["optional"].raw as? Bool == true, "the TLS Secret must be optional: plain URLs need none")
+        // libpq refuses a key others can read; root-owned 0440 with the pod's group is what it accepts.
+        let mode = try #require(volume["secret"]["defaultMode"].int)
+        #expect(mode & 0o037 == 0 && mode & 0o040 != 0, "defaultMode \(String(mode, radix: 8)): group-readable, nothing for others")
+        #expect(pod["securityContext"]["fsGroup"].int == pod["securityContext"]["runAsGroup"].int)
+        let container = try #require(pod["containers"].array.first)
+        let mount = try #require(container["volumeMounts"].array.first { $0["name"].string == "tls" })
+        let mountPath = try #require(mount["mountPath"].string)
+        #expect(mount["readOnly"].raw as? Bool == true)
+
+        let tlsSecret = try #require(try files.manifest(kind: "Secret", name: secretName), "no example of Secret \(secretName)")
+        let keys = Set(tlsSecret["stringData"].mapping.map(\.key))
+        let example = try files.text("deploy/k8s/secret.example.yaml")
+        var named: Set<String> = []
+        for parameter in ["cacertfile", "certfile", "keyfile", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "sslrootcert", "sslcert", "sslkey"] {
+            let pattern = "\(parameter)="
+            var rest = example[...]
+            while let range = rest.range(of: pattern) {
+                let path = rest[range.upperBound...].prefix { !"&,' \n".contains($0) }
+                #expect(path.hasPrefix(mountPath + "/"), "\(parameter)=\(path) is not under \(mountPath)")
+                named.insert(String(path.dropFirst(mountPath.count + 1)))
+                rest = rest[range.upperBound...]
+            }
+        }
+        #expect(named.count == 3 && named.isSubset(of: keys), "files named \(named), Secret keys \(keys)")
+    }
+
     // MARK: - Helpers
 
     /// A probe's port: a number, or the name of one of the container's ports.
