@@ -37,6 +37,9 @@ NOOP_PREFETCH = 1000  # the C consumer's, for all three
 INGEST_PREFETCH = 100  # event-worker's default PREFETCH (CONCURRENCY default 16)
 
 NAMES = {"c": "C (librabbitmq)", "warren": "Warren", "faststream": "FastStream"}
+# The event-worker builds under test, by contender: (binary, environment on top of the bench's).
+# bench/run has one; bench/compare puts several here (two commits; plain and TLS URLs), with their NAMES.
+WARRENS: dict[str, tuple[str, dict]] = {"warren": (WORKER, {})}
 problems: list[str] = []
 runs_log: list[str] = []  # one markdown row per measurement run
 
@@ -46,8 +49,9 @@ def worker_cmd(kind: str, handler: str) -> tuple[list, dict]:
     if kind == "c":
         return [OUT / "consumer", QUEUE, str(N)], {}
     prefetch = NOOP_PREFETCH if handler == "noop" else INGEST_PREFETCH
-    if kind == "warren":
-        return [WORKER, "run"], {**base, "HANDLER": handler, "PREFETCH": str(prefetch), "LOG_LEVEL": "info"}
+    if kind in WARRENS:
+        binary, extra = WARRENS[kind]
+        return [binary, "run"], {**base, "HANDLER": handler, "PREFETCH": str(prefetch), "LOG_LEVEL": "info", **extra}
     return [PY, PEERS / f"faststream_{handler}.py"], {**base, "PREFETCH": str(prefetch)}
 
 
@@ -68,7 +72,7 @@ def stop(proc: Proc, what: str) -> int:
     ok = rc == 0 or (proc.name == "faststream" and rc == -15)
     if not ok:
         problems.append(f"{what}: {NAMES[proc.name]} exited with code {rc} (log {proc.log_path})")
-    if proc.name == "warren":
+    if proc.name in WARRENS:
         lost = [ln for ln in proc.log_path.read_text(errors="replace").splitlines() if "AMQP connection lost" in ln]
         if lost:
             reason = re.search(r'"warren.amqp.error":"([^"]{0,160})', lost[0])
@@ -208,7 +212,7 @@ def health(kinds: list[str]) -> tuple[dict, dict]:
 def startup(kinds: list[str]) -> dict:
     """exec → first 2xx from /internal/ready (polled every 2 ms on a fresh connection), servers up."""
     results = {k: [] for k in kinds}
-    results["warren-started"] = []
+    results.update({f"{k}-started": [] for k in kinds if k in WARRENS})
     publish(QUEUE, 1, reset=True)
     for i in range(1, READY_RUNS + 1):
         order = kinds if i % 2 else kinds[::-1]
@@ -216,16 +220,17 @@ def startup(kinds: list[str]) -> dict:
             wait_port_free(PORT)
             proc = start(kind, "ingest", f"startup.{i}")
             try:
-                if kind == "warren":  # the article's app has no startup route
+                if kind in WARRENS:  # the article's app has no startup route
                     t = wait_http_2xx(proc, PORT, "/internal/started", timeout=60, every=0.002)
-                    results["warren-started"].append(t - proc.t_exec)
+                    results[f"{kind}-started"].append(t - proc.t_exec)
                 t = wait_http_2xx(proc, PORT, "/internal/ready", timeout=60, every=0.002)
                 results[kind].append(t - proc.t_exec)
             except Exception as e:  # noqa: BLE001
                 problems.append(f"startup run {i}: {NAMES[kind]}: {e}")
             stop(proc, f"startup run {i}")
-    note("exec→started: Warren: " + ", ".join(f"{v * 1000:.0f} ms" for v in results["warren-started"]))
     for kind in kinds:
+        if kind in WARRENS:
+            note(f"exec→started: {NAMES[kind]}: " + ", ".join(f"{v * 1000:.0f} ms" for v in results[f"{kind}-started"]))
         note(f"exec→ready: {NAMES[kind]}: " + ", ".join(f"{v * 1000:.0f} ms" for v in results[kind]))
         runs_log.append(f"| exec→ready | 1–{READY_RUNS} | {NAMES[kind]} | | | "
                         + ", ".join(f"{v * 1000:.0f}" for v in results[kind]) + " ms | | | | | |")
@@ -307,6 +312,17 @@ def profile_wrk(path: str) -> str:
         return f"(profile failed: {e})\n"
     finally:
         stop(proc, "wrk profile")
+
+
+def finish(watch: BrokerWatch) -> None:
+    """Stops the queue watcher and what is still running, and drops the queue (what a failed run may
+    have left there are persistent messages on disk)."""
+    watch.close()
+    common.kill_leftovers()
+    try:
+        common.services("rabbitmqctl", "-q", "delete_queue", QUEUE)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 # ---------------------------------------------------------------- report
@@ -505,6 +521,9 @@ def write_doc(ctx: dict) -> None:
     a("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     L.extend(runs_log)
     a("")
+    if ctx.get("compare"):  # bench/compare's section, as it wrote it
+        a(ctx["compare"])
+        a("")
     chaos = ctx.get("chaos") or "## Chaos\n\nNot run yet: `bench/chaos` writes this section.\n"
     a(chaos.rstrip())
     a("")
@@ -562,10 +581,11 @@ def main() -> int:
                  "versions": versions(), "profiles": []}
     note(f"N={N} (ingest {INGEST_N}), {RUNS} runs, wrk {WRK_SECONDS} s, load {ctx['load_start']}")
     LOGS.mkdir(parents=True, exist_ok=True)
-    # Keep the chaos section of an earlier document.
+    # Keep the chaos and compare sections of an earlier document.
     if DOC.exists():
         m = re.search(r"^## Chaos\n.*", DOC.read_text(), re.S | re.M)
         ctx["chaos"] = m.group(0) if m else None
+        ctx["compare"] = common.compare_section(DOC.read_text())
     watch = BrokerWatch([QUEUE, QUEUE + ".dead"])
     try:
         ctx["noop"] = throughput(watch, "noop", ["c", "warren", "faststream"], N)
@@ -587,12 +607,7 @@ def main() -> int:
                 ctx["duration"] = monotonic() - t_start
                 write_doc(ctx)
     finally:
-        watch.close()
-        common.kill_leftovers()
-        try:  # drop what a failed run may have left (persistent messages on disk)
-            common.services("rabbitmqctl", "-q", "delete_queue", QUEUE)
-        except Exception:  # noqa: BLE001
-            pass
+        finish(watch)
     print(DOC.read_text().split("## What is measured")[0])
     note(f"wrote {DOC.relative_to(ROOT)} in {(monotonic() - t_start) / 60:.1f} min")
     if problems:

@@ -378,3 +378,15 @@ def wait_port_free(port: int, timeout: float = 10) -> None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+# ---------------------------------------------------------------- docs/BENCHMARKS.md
+
+# bench/compare's section of docs/BENCHMARKS.md lies between these; bench/run keeps it as it is.
+COMPARE_BEGIN, COMPARE_END = "<!-- compare:begin -->", "<!-- compare:end -->"
+
+
+def compare_section(text: str) -> str | None:
+    """The marked section of a BENCHMARKS.md text, markers included; None if it has none."""
+    m = re.search(re.escape(COMPARE_BEGIN) + ".*?" + re.escape(COMPARE_END), text, re.S)
+    return m.group(0) if m else None

@@ -12,6 +12,9 @@
 #   BENCH_BUILD_PATH   SwiftPM scratch path for the release build (default bench/out/swift-build, so a
 #                      `swift test` running in .build neither blocks nor is blocked by the bench)
 #   BENCH_SKIP_BUILD=1 use the event-worker already built there
+#   BENCH_LOCK         a lock file (flock) held around each build and around the measurements, for a
+#                      machine whose builds take turns on it (e.g. /tmp/warren-build.lock); do not also
+#                      wrap the bench command in flock on the same file (it would wait for itself)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=$ROOT/bench/out
@@ -82,25 +85,37 @@ for p in consumer publisher; do
         die "building bench/c/$p.c failed"
 done
 
-BUILD_PATH=${BENCH_BUILD_PATH:-$OUT/swift-build}
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    note "swift build -c release --product event-worker --scratch-path $BUILD_PATH"
-    swift build -c release --product event-worker --scratch-path "$BUILD_PATH" >&2 ||
-        die "swift build failed"
-fi
+# LOCKED: prefix for a build or a measurement (flock on BENCH_LOCK, or nothing).
+LOCKED=()
+[[ -z ${BENCH_LOCK:-} ]] || LOCKED=(flock "$BENCH_LOCK")
+
+# build_worker SRC SCRATCH NAME [SWIFT BUILD OPTIONS...]: builds event-worker (release) of the package in
+# SRC with the SwiftPM scratch path SCRATCH (unless BENCH_SKIP_BUILD=1), links it as $OUT/bin/NAME and
+# prints that path.
+# Run under a name of its own (a link to the same binary): the machine is shared, and a process
+# named event-worker was twice seen stopped by a signal the bench did not send.
+build_worker() {
+    local src=$1 scratch=$2 name=$3 built
+    shift 3
+    if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+        note "swift build -c release --product event-worker --scratch-path $scratch $* (in $src)"
+        (cd "$src" && "${LOCKED[@]}" swift build -c release --product event-worker --scratch-path "$scratch" "$@" >&2) ||
+            die "swift build failed (in $src)"
+    fi
+    built=$(cd "$src" && swift build -c release --scratch-path "$scratch" "$@" --show-bin-path)/event-worker
+    [[ -x $built ]] || die "$built not built"
+    mkdir -p "$OUT/bin"
+    ln -sfn "$built" "$OUT/bin/$name"
+    echo "$OUT/bin/$name"
+}
+
+WORKER=$(build_worker "$ROOT" "${BENCH_BUILD_PATH:-$OUT/swift-build}" warren-bench-worker)
 # Which source the binary is: the commit, and what the work tree changed (other sessions edit it).
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]] || [[ ! -s $OUT/warren-source.txt ]]; then
     { git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null || echo unknown
       git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null | awk '{ print "  " $0 }'
     } >"$OUT/warren-source.txt"
 fi
-BUILT=$(swift build -c release --scratch-path "$BUILD_PATH" --show-bin-path)/event-worker
-[[ -x $BUILT ]] || die "$BUILT not built"
-# Run it under a name of its own (a link to the same binary): the machine is shared, and a
-# process named event-worker was twice seen stopped by a signal the bench did not send.
-mkdir -p "$OUT/bin"
-ln -sfn "$BUILT" "$OUT/bin/warren-bench-worker"
-WORKER=$OUT/bin/warren-bench-worker
 export WORKER PY OUT ROOT
 
 # One benchmark at a time on the bench instance: bench/run and bench/chaos stop and fill its queues.
