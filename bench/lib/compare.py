@@ -238,7 +238,7 @@ def main() -> int:
     ctx: dict = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M %Z").strip(), "load_start": loadavg(),
                  "head": f"`{head[0][:90]}`" + (", plus uncommitted changes to " + ", ".join(
                      f"`{c.strip()}`" for c in head[1:]) if head[1:] else ""),
-                 "head_short": git("rev-parse", "--short=7", "HEAD"), "befores": [], "subjects": {}}
+                 "head_short": head[0].split()[0], "befores": [], "subjects": {}}  # what HEAD's build is of
     for line in os.environ["BENCH_BEFORE_WORKERS"].splitlines():
         commit, binary = line.split("\t")
         kind = commit[:7]
@@ -247,7 +247,7 @@ def main() -> int:
         ctx["befores"].append(kind)
         ctx["subjects"][kind] = git("log", "-1", "--format=%h %s", commit)[:90]
     ctx["pre_tracing"] = git("rev-parse", "--short=7", "9e128a9^")
-    ctx["commits"] = int(git("rev-list", "--count", f"{ctx['befores'][0]}..HEAD"))
+    ctx["commits"] = int(git("rev-list", "--count", f"{ctx['befores'][0]}..{ctx['head_short']}"))
     if os.environ.get("BENCH_NO_OTLP_WORKER"):
         bench.WARRENS["no-otlp"] = (os.environ["BENCH_NO_OTLP_WORKER"], {})
         bench.NAMES["no-otlp"] = f"HEAD `{ctx['head_short']}` without OTLP"
