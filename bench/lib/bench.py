@@ -127,7 +127,7 @@ def drain(watch: BrokerWatch, kind: str, handler: str, n: int, run_no: int, perf
     secs = t_end - t0
     result = {"rate": n / secs, "steady": n / max(1e-9, t_end - t_first), "secs": secs,
               "first": t_first - t0, "rss_kb": rss, "hwm_kb": max(hwm, rss), "rc": rc, "cpu": cpu,
-              "pid": proc.pid}
+              "pid": proc.pid, "run": run_no}
     if perf is None:
         cpu_text = f"{cpu / secs * 100:.0f} %" if cpu else "–"
         runs_log.append(f"| {handler} | {run_no} | {NAMES[kind]} | {n} | {secs:.2f} s | {result['rate']:,.0f} msg/s | "

@@ -14,6 +14,7 @@ import datetime
 import os
 import re
 import sys
+import time
 from urllib.parse import urlsplit
 
 import bench
@@ -57,17 +58,32 @@ def per_message_us(r: dict) -> float:
 
 
 def stats(results: list[dict]) -> dict:
-    """Medians over the runs of one contender, and the spread of the two figures compared."""
+    """Medians over the runs of one contender; each run's rate and CPU per message by run number."""
     rates = [r["rate"] for r in results]
     cpu = [per_message_us(r) for r in results]
     return {"rate": median(rates), "steady": median([r["steady"] for r in results]), "cpu_us": median(cpu),
             "rss_mb": median([r["rss_kb"] for r in results]) / 1024, "rates": rates, "cpus": cpu,
-            "rate_spread": spread(rates), "cpu_spread": spread(cpu), "runs": len(results)}
+            "by_run": {r["run"]: {"rate": r["rate"], "cpu_us": per_message_us(r)} for r in results}}
 
 
-def spread(values: list[float]) -> float:
-    """(max - min) / median, in %: how far runs of the same contender disagree."""
-    return (max(values) - min(values)) / median(values) * 100 if len(values) > 1 else float("nan")
+def paired(st: dict[str, dict], a: str, b: str, key: str) -> tuple[float, float, int] | None:
+    """Lowest and highest a / b run by run. The contenders of a run go back to back, so this ratio leaves
+    out most of what the shared machine's load did between runs. None without two runs both have."""
+    runs = sorted(set(st[a]["by_run"]) & set(st[b]["by_run"]))
+    if len(runs) < 2:
+        return None
+    r = [st[a]["by_run"][n][key] / st[b]["by_run"][n][key] for n in runs]
+    return min(r), max(r), len(r)
+
+
+def verdict(rng: tuple[float, float, int] | None, same: str, differs: str) -> str:
+    """`same` if the run-by-run ratios fall on both sides of 1, else `differs`."""
+    if rng is None:
+        return "; a run failed, so there is no run-by-run ratio to judge it by."
+    lo, hi, n = rng
+    if lo <= 1 <= hi:
+        return f"; run by run the ratio went from {lo:.2f}× to {hi:.2f}×, both sides of 1: {same}"
+    return f"; run by run it was {'above' if lo > 1 else 'below'} 1 in all {n} runs ({lo:.2f}×–{hi:.2f}×): {differs}"
 
 
 def ratio(a: float, b: float) -> str:
@@ -89,6 +105,13 @@ def rows(kinds: list[str], st: dict[str, dict], ratios: list[tuple[str, str]], l
     line("peak RSS during the drain (MB)", "rss_mb", ".1f")
     if "bin_mb" in st[kinds[0]]:
         line("event-worker binary (MB)", "bin_mb", ".1f")
+    if any("anon_mb" in st[k] for k in kinds):
+        def mem(k: str, key: str) -> float:
+            return st[k].get(key, float("nan"))
+        out.append("| idle RSS, anonymous + file-backed (MB) | "
+                   + " | ".join(f"{mem(k, 'anon_mb'):.1f} + {mem(k, 'file_mb'):.1f}" for k in kinds) + " | "
+                   + " | ".join(f"{ratio(mem(a, 'anon_mb'), mem(b, 'anon_mb'))} + "
+                                f"{ratio(mem(a, 'file_mb'), mem(b, 'file_mb'))}" for a, b in ratios) + " |")
     out.append("| every run: msg/s | " + " | ".join(", ".join(f"{v:,.0f}" for v in st[k]["rates"]) for k in kinds)
                + " |" + " |" * len(ratios))
     out.append("| every run: CPU µs/msg | " + " | ".join(", ".join(f"{v:.2f}" for v in st[k]["cpus"]) for k in kinds)
@@ -96,57 +119,61 @@ def rows(kinds: list[str], st: dict[str, dict], ratios: list[tuple[str, str]], l
     return out
 
 
-def noise(st: dict[str, dict], kinds: list[str], key: str) -> float:
-    return max(st[k][f"{key}_spread"] for k in kinds)
-
-
 def pct(r: float) -> str:
     return f"{abs(r - 1) * 100:.1f} % {'more' if r > 1 else 'less'}"
 
 
-def tracing_sentence(st: dict[str, dict], base: str, head: str, commits: int) -> str:
+def tracing_sentence(st: dict[str, dict], base: str, commits: int) -> str:
     r_cpu, r_rate = st["after"]["cpu_us"] / st[base]["cpu_us"], st["after"]["rate"] / st[base]["rate"]
-    s = noise(st, [base, "after"], "cpu")
     text = (f"With tracing off, HEAD uses {pct(r_cpu)} CPU per message than `{base}` and drains at {r_rate:.2f}× "
-            f"its rate; ")
-    if abs(r_cpu - 1) * 100 <= s:
-        text += f"that is inside the run-to-run spread (CPU per message: {s:.0f} %): no cost above the noise."
-    else:
-        text += (f"that is beyond the run-to-run spread ({s:.0f} %), but HEAD differs from `{base}` by {commits} "
-                 "commits, tracing among them, so this is " + ("an upper bound on tracing's cost."
-                                                               if r_cpu > 1 else
-                                                               "the other changes outweighing whatever tracing "
-                                                               "adds, not a gain from tracing."))
+            "its rate" + verdict(paired(st, "after", base, "cpu_us"), "no cost measurable at this noise.",
+                                 f"HEAD differs from `{base}` by {commits} commits, tracing among them, so "
+                                 + ("this is their cost together, not tracing's alone." if r_cpu > 1 else
+                                    "the other changes more than make up for whatever tracing adds.")))
     if "no-otlp" not in st:
         return text
-    o_cpu, o_rss = st["after"]["cpu_us"] / st["no-otlp"]["cpu_us"], st["after"]["rss_mb"] - st["no-otlp"]["rss_mb"]
-    so = noise(st, ["no-otlp", "after"], "cpu")
-    return text + (f" Same source without the OTLP trait, HEAD uses {pct(o_cpu)} CPU per message "
-                   + ("(inside the spread)" if abs(o_cpu - 1) * 100 <= so else f"(beyond the {so:.0f} % spread)")
-                   + f" and {abs(o_rss):.1f} MB {'more' if o_rss > 0 else 'less'} peak RSS: swift-otel linked in but "
-                   f"unused makes the binary {st['after']['bin_mb'] / st['no-otlp']['bin_mb']:.1f}× as large.")
+    a, b = st["after"], st["no-otlp"]
+    o_cpu, o_rss = a["cpu_us"] / b["cpu_us"], a["rss_mb"] - b["rss_mb"]
+    return text + (f" Against the same source built without the OTLP trait, HEAD uses {abs(o_rss):.1f} MB "
+                   f"{'more' if o_rss > 0 else 'less'} peak RSS"
+                   + (f" (idle: {a['file_mb'] - b['file_mb']:+.1f} MB file-backed, {a['anon_mb'] - b['anon_mb']:+.1f} "
+                      "MB anonymous)" if "anon_mb" in a and "anon_mb" in b else "")
+                   + f" — swift-otel, linked in but unused, makes the binary {a['bin_mb'] / b['bin_mb']:.1f}× as "
+                   f"large — and {pct(o_cpu)} CPU per message"
+                   + verdict(paired(st, "after", "no-otlp", "cpu_us"), "no CPU cost measurable.",
+                             "the exporter's code costs CPU even unused." if o_cpu > 1 else "no CPU cost."))
+
+
+def idle_memory(kinds: list[str]) -> dict[str, dict]:
+    """RssAnon and RssFile (MB) of each contender 2 s after it turned ready, idle (no-op, empty queue)."""
+    out = {}
+    for kind in kinds:
+        proc = bench.start(kind, "noop", "idle")
+        try:
+            common.wait_http_2xx(proc, bench.PORT, "/internal/ready", timeout=60)
+            time.sleep(2)
+            out[kind] = {"anon_mb": proc.status_kb("RssAnon") / 1024, "file_mb": proc.status_kb("RssFile") / 1024}
+        except Exception as e:  # noqa: BLE001
+            bench.problems.append(f"idle memory: {bench.NAMES[kind]}: {e}")
+        bench.stop(proc, "idle memory")
+    return out
 
 
 def tls_sentences(st: dict[str, dict], ready: dict, tls_parts: list[str]) -> tuple[str, str]:
     rp, rt = median(ready["plain"]) * 1000, median(ready["tls"]) * 1000
-    ready_spread = max(spread(ready["plain"]), spread(ready["tls"]))
+    # exec → ready runs alternate plain / TLS back to back too; pair them by position when none failed.
+    by_run = {k: {"by_run": dict(enumerate({"ms": v} for v in ready[k]))} for k in ("plain", "tls")}
+    same_runs = len(ready["plain"]) == len(ready["tls"])
     d = rt - rp
-    if abs(d) / rp * 100 <= ready_spread:
-        hs = (f"exec → ready is {rt:.0f} ms over TLS vs {rp:.0f} ms plain, inside the run-to-run spread "
-              f"({ready_spread:.0f} %): the handshakes do not show.")
-    else:
-        hs = (f"TLS {'adds' if d > 0 else 'saves'} {abs(d):.0f} ms to exec → ready ({rt / rp:.2f}×): the TLS "
-              f"handshakes of {', '.join(p.split(' (')[0] for p in tls_parts)} (certificate checks on both sides) "
-              "on top of the plain connects.")
+    hs = (f"TLS {'adds' if d > 0 else 'saves'} {abs(d):.0f} ms to exec → ready ({rt / rp:.2f}×)"
+          + verdict(paired(by_run, "tls", "plain", "ms") if same_runs else None, "the handshakes do not show.",
+                    f"the TLS handshakes of {', '.join(p.split(' (')[0] for p in tls_parts)} (certificate checks "
+                    "on both sides) on top of the plain connects."))
     r_cpu, r_rate = st["tls"]["cpu_us"] / st["plain"]["cpu_us"], st["tls"]["rate"] / st["plain"]["rate"]
-    s = noise(st, ["plain", "tls"], "cpu")
-    tp = (f"Over `amqps://` the worker drains at {r_rate:.2f}× the plain rate and uses {pct(r_cpu)} CPU per "
-          "message")
-    if abs(r_cpu - 1) * 100 <= s:
-        tp += f", inside the run-to-run spread ({s:.0f} %): decrypting the stream does not show next to the rest."
-    else:
-        tp += (f", beyond the run-to-run spread ({s:.0f} %): that is the TLS record layer (decrypting deliveries, "
-               "encrypting acks) in the worker; the broker's own TLS work is not in this figure, only in the rate.")
+    tp = (f"Over `amqps://` the worker drains at {r_rate:.2f}× the plain rate and uses {pct(r_cpu)} CPU per message"
+          + verdict(paired(st, "tls", "plain", "cpu_us"), "decrypting the stream does not show next to the rest.",
+                    "that is the TLS record layer in the worker (decrypting deliveries, encrypting acks); the "
+                    "broker's own TLS work is not in this figure, only in the rate."))
     return hs, tp
 
 
@@ -185,7 +212,7 @@ def section(ctx: dict) -> str:
     kinds = [k for k in (*befores, "no-otlp", "after") if k in tr]
     L.extend(rows(kinds, tr, [("after", k) for k in (base, "no-otlp") if k in tr], "measure"))
     a("")
-    a(tracing_sentence(tr, base, ctx["head_short"], ctx["commits"]))
+    a(tracing_sentence(tr, base, ctx["commits"]))
     a("")
     a("### TLS vs plain (issue 14)")
     a("")
@@ -264,6 +291,8 @@ def main() -> int:
         ctx["tracing"] = {k: stats(v) for k, v in bench.throughput(watch, "noop", kinds, N).items()}
         for k in kinds:
             ctx["tracing"][k]["bin_mb"] = os.path.getsize(os.path.realpath(bench.WARRENS[k][0])) / 2**20
+        for k, mem in idle_memory(kinds).items():
+            ctx["tracing"][k].update(mem)
         ctx["tls"] = {k: stats(v) for k, v in bench.throughput(watch, "noop", ["plain", "tls"], N).items()}
         common.reset_ingest_state()  # the ingest workers of the exec → ready runs insert the one event
         ctx["ready"] = bench.startup(["plain", "tls"])
