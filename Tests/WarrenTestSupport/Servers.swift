@@ -15,6 +15,11 @@ public enum Servers {
     public static var redisURL: String {
         ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:6379/0"
     }
+    /// Redis's TLS port with the test CA and the client certificate (`scripts/services env`).
+    public static var redissURL: String {
+        ProcessInfo.processInfo.environment["REDISS_URL"]
+            ?? "rediss://127.0.0.1:7379/0?ssl_ca_certs=\(tlsDirectory)/ca.pem&ssl_certfile=\(tlsDirectory)/client.pem&ssl_keyfile=\(tlsDirectory)/client.key"
+    }
     public static var databaseURL: String {
         ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/postgres"
     }
