@@ -71,6 +71,13 @@ struct RedisTLSTests {
         #expect(error.message.contains("ssl_ca_certs"), "\(error)")
     }
 
+    @Test func systemTrustStoreByDefault() async throws {
+        // Without ssl_ca_certs the test CA is not trusted.
+        let error = try await pingError(url(clientCertificate))
+        #expect(error.code == .tlsFailed, "\(error)")
+        #expect(error.message.contains("not trusted by the system trust store"), "\(error)")
+    }
+
     @Test func nameMismatch() async throws {
         let error = try await pingError(url(port: tlsPort + 2, "\(trusted)&\(clientCertificate)"))
         #expect(error.code == .tlsFailed, "\(error)")
