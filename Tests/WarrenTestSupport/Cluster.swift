@@ -20,6 +20,13 @@ extension Servers {
         /// Kills node `n`'s VM (SIGKILL: a crash, no goodbye to clients or peers).
         public static func kill(_ n: Int) async throws { _ = try await services("cluster", "kill", String(n)) }
 
+        /// Sends `signal` to node `n`'s VM (SIGSTOP freezes it; `stop` resumes it before stopping).
+        public static func signal(_ n: Int, _ signal: Int32) async throws {
+            let out = try await services("cluster", "pid", String(n)).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let pid = pid_t(out) else { throw Failure("scripts/services cluster pid \(n): got '\(out)'") }
+            guard Foundation.kill(pid, signal) == 0 else { throw Failure("kill(\(pid), \(signal)) failed: errno \(errno)") }
+        }
+
         /// Starts node `n` again; returns once it is back in the cluster with the other two.
         public static func start(_ n: Int) async throws { _ = try await services("cluster", "start", String(n)) }
 
