@@ -107,7 +107,9 @@ extension Integration {
                 // The rest drains through another node while the stopped one stays down; look through
                 // a connection to the surviving nodes (the fixture's own may have been on the stopped one).
                 let g = try await f.reconnected(to: clusterURL)
+                let drainStart = monotonicSeconds()
                 let drained = try await g.until(120) { try await g.state(rows: Self.events) }
+                let drainTook = monotonicSeconds() - drainStart
                 let (stored, distinct) = try await g.storedAndDistinct()
                 let dead = try await g.dead()
                 let summary = await g.describe()
@@ -124,8 +126,10 @@ extension Integration {
 
                 // The node comes back and rejoins (its mnesia directory remembers the cluster). A
                 // frozen node is thawed and restarted: its peers may have written it off meanwhile.
+                let restartStart = monotonicSeconds()
                 if fault == .freeze { try await Servers.Cluster.stop(node) }
                 try await Servers.Cluster.start(node)
+                let restartTook = monotonicSeconds() - restartStart
                 stoppedNode = nil
                 let running = await Servers.Cluster.runningNodes()
                 #expect(running == 3, "node \(node) rejoined: \(running.map(String.init) ?? "?") of 3 nodes running")
@@ -134,7 +138,10 @@ extension Integration {
                 #expect(await w.waitForExit(timeout: 25) == 0, "\(w.output.suffix(3000))")
                 await g.cleanUp()
                 await f.close()
-                print("cluster failover (\(fault)): test took \(clock.now - began)")
+                print("""
+                    cluster failover (\(fault)): the rest drained in \(String(format: "%.1f", drainTook)) s after the move; \
+                    node \(node) back in the cluster in \(String(format: "%.1f", restartTook)) s; test took \(clock.now - began)
+                    """)
             } catch {
                 await worker?.terminate()
                 if let stoppedNode {
