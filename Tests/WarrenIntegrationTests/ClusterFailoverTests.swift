@@ -8,7 +8,8 @@ import WarrenTestSupport
 
 extension Integration {
     /// The acceptance test of broker failover: a worker given the three nodes of a real RabbitMQ
-    /// cluster (`scripts/services cluster up`) loses the node it consumes from mid-drain, for good,
+    /// cluster (`scripts/services cluster up`) loses the node it consumes from mid-drain (stopped,
+    /// killed or frozen, and kept away until the queue is drained),
     /// and carries on from another node without losing, duplicating or dead-lettering an event, and
     /// without its liveness ever failing.
     @Suite("RabbitMQ cluster failover")
@@ -71,9 +72,10 @@ extension Integration {
                                         "the worker is connected to \(endpoint), which is not in AMQP_CLUSTER_URL")
                 let rowsAtStop = try await f.rows()
 
-                // Take the worker's node away for real (its VM exits) and keep it down. The node
-                // closes its connections early in its shutdown, so the worker may well have moved
-                // before `cluster stop` returns: watch for that while it runs.
+                // Take the worker's node away for real (stopped or killed: its VM exits; frozen: it
+                // stays, silent) and keep it away. A stopping node closes its connections early in
+                // its shutdown, so the worker may well have moved before `cluster stop` returns:
+                // watch for that while it runs.
                 let stopAt = monotonicSeconds()
                 stoppedNode = node
                 async let stopping: Void = Self.inflict(fault, on: node)
