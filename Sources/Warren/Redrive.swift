@@ -1,3 +1,4 @@
+import Synchronization
 import WarrenAMQP
 
 extension Topology {
@@ -6,7 +7,8 @@ extension Topology {
     /// dead-letter queue: a failure half-way leaves duplicates, never a loss.
     ///
     /// - Parameter limit: at most this many; `nil`: the dead letters present when it starts (those
-    ///   that die again meanwhile are not moved twice).
+    ///   that die again meanwhile are not moved twice). Fewer when some leave the dead-letter queue
+    ///   by other means meanwhile: it returns once the queue has nothing left for it.
     /// - Returns: how many moved.
     public func redrive(on connection: AMQPConnection, limit: Int? = nil) async throws -> Int {
         let present = Int(try await connection.inspectQueue(deadLetterQueue).messageCount)
@@ -15,6 +17,23 @@ extension Topology {
         let window = min(target, 128)
         try await connection.setPrefetch(UInt16(window))
         let consumer = try await connection.consume(queue: deadLetterQueue)
+        // The dead letters counted above may go before they reach us (another redrive, a purge, a
+        // message TTL): the stream would then wait forever for the rest. A watchdog cancels the
+        // consumer once nothing has arrived for a second and the queue has nothing left for us.
+        let progress = Mutex((taken: 0, stalled: false))
+        let watchdog = Task {
+            var seen = -1
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let taken = progress.withLock { $0.taken }
+                defer { seen = taken }
+                guard taken == seen, (try? await connection.inspectQueue(deadLetterQueue).messageCount) == 0 else { continue }
+                progress.withLock { $0.stalled = true }
+                try? await consumer.cancel()
+                return
+            }
+        }
+        defer { watchdog.cancel() }
         var moved = 0
         var taken = 0
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -26,6 +45,7 @@ extension Topology {
                         continue
                     }
                     taken += 1
+                    progress.withLock { $0.taken = taken }
                     if inFlight >= window {
                         try await group.next()
                         inFlight -= 1
@@ -51,7 +71,8 @@ extension Topology {
                 moved += 1
             }
         }
-        try await consumer.cancel()
+        watchdog.cancel()
+        if !progress.withLock({ $0.stalled }) { try await consumer.cancel() }
         return moved
     }
 }

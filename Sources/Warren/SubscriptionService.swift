@@ -29,6 +29,8 @@ public final class SubscriptionService: Sendable {
         var consumerTag: String?
         var phase: Phase = .connecting(attempt: 0)
         var everConnected = false
+        /// The topology was declared in full on some connection and has not been found missing since.
+        var topologyDeclared = false
         var stopping = false
         /// Where in ``endpointOrder`` the next connection attempt starts.
         var nextEndpoint = 0
@@ -167,7 +169,24 @@ public final class SubscriptionService: Sendable {
             state.withLock { $0.nextEndpoint = used + 1 }
         }
         do {
-            try await subscription.topology.declare(on: connection, retry: subscription.options.retry)
+            // After a reconnect the durable topology is normally still there: a passive declare of the
+            // work queue (a read on the node we reached) proves it, and the full declaration is skipped.
+            // The full one binds queues, a cluster-wide metadata write, which on RabbitMQ 3.x waits for
+            // every node the cluster still counts as up: with one node hung (not crashed), until the
+            // others write it off (net_ticktime, about 60 s), though the surviving nodes could serve us
+            // at once. A queue found missing (the passive declare fails) gets the full declaration on
+            // the next attempt.
+            if state.withLock({ $0.topologyDeclared }) {
+                do {
+                    _ = try await connection.inspectQueue(subscription.topology.queue)
+                } catch {
+                    state.withLock { $0.topologyDeclared = false }
+                    throw error
+                }
+            } else {
+                try await subscription.topology.declare(on: connection, retry: subscription.options.retry)
+                state.withLock { $0.topologyDeclared = true }
+            }
             try await connection.setPrefetch(subscription.prefetch)
         } catch {
             await connection.close()

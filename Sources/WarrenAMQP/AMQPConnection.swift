@@ -1,4 +1,5 @@
 import Logging
+import WarrenSystem
 
 /// A connection to a RabbitMQ broker over librabbitmq, with one channel.
 ///
@@ -44,7 +45,20 @@ public final class AMQPConnection: Sendable {
 
     /// Monotonic time (ns, `CLOCK_MONOTONIC`) of the I/O thread's last loop turn; it turns at least
     /// every 100 ms while the connection is open. For liveness watchdogs.
-    public var lastIOTick: UInt64 { core.lastTick.load(ordering: .relaxed) }
+    ///
+    /// While the thread waits in a synchronous RPC (a declare, the readiness check's passive declare)
+    /// it cannot turn, but it is not stuck: the RPC timeout brings it back. A hung broker (no answer,
+    /// no RST) makes that wait last the whole timeout (10 s by default), longer than a watchdog's
+    /// stall threshold, and liveness must not fail for a broker (the pod would be restarted for a
+    /// dependency). So until that deadline this reports now; past it, the deadline itself, so a
+    /// thread that overstays its RPC timeout shows as silent from then on.
+    public var lastIOTick: UInt64 {
+        let tick = core.lastTick.load(ordering: .relaxed)
+        let deadline = core.boundedCallDeadline.load(ordering: .relaxed)
+        guard deadline != 0 else { return tick }
+        let now = MonotonicClock.nanoseconds()
+        return now < deadline ? now : max(tick, deadline)
+    }
 
     /// Closes the channel and the connection cleanly, after sending pending acks. Idempotent.
     public func close() async {

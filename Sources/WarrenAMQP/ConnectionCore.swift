@@ -34,6 +34,10 @@ final class ConnectionCore: Sendable {
     let observed = Mutex(Observed())
     /// Monotonic ns of the owner loop's last iteration (for the liveness watchdog).
     let lastTick = Atomic<UInt64>(0)
+    /// While the owner is inside a synchronous RPC: monotonic ns by which librabbitmq's RPC timeout
+    /// will have returned it to its loop; 0 otherwise. Waiting on a hung broker is a bounded wait,
+    /// not a stalled thread (see ``AMQPConnection/lastIOTick``).
+    let boundedCallDeadline = Atomic<UInt64>(0)
     let wake: WakePipe
     /// The broker the owner connected to (set before `connect` returns).
     let endpoint = Mutex<AMQPEndpoint?>(nil)

@@ -3,7 +3,7 @@
 ///
 /// Every method runs on the owner thread.
 public protocol ConnectionDriver: Sendable {
-    /// The library's connection (`PGconn *`, `redisContext *`).
+    /// The library's connection (`PGconn *`, a `RedisLink`).
     associatedtype Handle
     /// The library's error.
     associatedtype Failure: Error

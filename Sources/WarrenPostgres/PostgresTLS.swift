@@ -36,6 +36,9 @@ enum PostgresTLS {
         if lower.contains("no encryption") {
             return "the server accepts this user only over TLS: set sslmode=require or stricter (verify-full, with sslrootcert)"
         }
+        if lower.contains("could not open certificate file"), configuration.sslCert == nil {
+            return "with no sslcert libpq looks for a client certificate in ~/.postgresql, and HOME is not readable by this user: set HOME to a readable directory (containers: /), or set sslcert and sslkey"
+        }
         if lower.contains("could not load private key file") {
             return "sslkey is not a readable PEM key, or not the key of sslcert"
         }

@@ -1,8 +1,10 @@
 import WarrenOwnedConnection
 
-/// A small Redis client over hiredis: one long-lived connection, owned by one OS thread.
+/// A small Redis client: one long-lived connection, plain TCP (`redis://`) or TLS (`rediss://`),
+/// owned by one OS thread. hiredis encodes the commands and parses the replies; the socket I/O
+/// (and OpenSSL's, for TLS) is the client's own.
 ///
-/// Every hiredis call runs on the client's own thread (a one-thread `NIOThreadPool`), never on
+/// Every blocking call runs on the client's own thread (a one-thread `NIOThreadPool`), never on
 /// Swift's cooperative pool; commands from concurrent callers queue there and run one at a time.
 /// The connection is opened lazily on the first command, reused while healthy, and after any I/O
 /// error or timeout it is dropped and the next command reconnects. Every wait is bounded:

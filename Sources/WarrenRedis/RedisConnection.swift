@@ -4,18 +4,20 @@ import WarrenSystem
 
 import Glibc
 
-/// The hiredis side of a ``RedisClient``'s ``OwnedConnection``: connecting, commands, failures.
+/// The I/O side of a ``RedisClient``'s ``OwnedConnection``: connecting, commands, failures.
 ///
-/// Every method runs on the client's owner thread. The `redisContext` connects with
-/// `connectTimeout` and has `commandTimeout` set on its socket, so every wait is bounded.
+/// Every method runs on the client's owner thread. hiredis only encodes commands and parses
+/// replies; the bytes go through a ``RedisTransport`` (plain TCP, or TLS for `rediss://`) whose
+/// waits are bounded: `connectTimeout` for the TCP connect, `commandTimeout` for the TLS handshake
+/// and for each command's round trip.
 struct RedisConnection: ConnectionDriver {
     let configuration: RedisConfiguration
 
     /// Sends one command, connecting first if needed, and returns the reply. An error reply throws
     /// ``RedisError/Code/commandFailed`` and keeps the connection.
     func run(_ arguments: [[UInt8]], name: String, in session: OwnedConnection<Self>.Session) throws(RedisError) -> RedisValue {
-        let context = try session.connection()
-        let reply = try send(arguments, name: name, on: context)
+        let link = try session.connection()
+        let reply = try send(arguments, name: name, on: link)
         if case .error(let message) = reply {
             throw RedisError(.commandFailed, "Redis rejected \(name): \(message)")
         }
@@ -24,7 +26,7 @@ struct RedisConnection: ConnectionDriver {
 
     // MARK: - ConnectionDriver
 
-    func disconnect(_ context: UnsafeMutablePointer<redisContext>) { redisFree(context) }
+    func disconnect(_ link: RedisLink) { link.close() }
     func dropsConnection(_ failure: RedisError) -> Bool { failure.droppedConnection }
     func isTimeout(_ failure: RedisError) -> Bool { failure.code == .timeout }
 
@@ -36,51 +38,54 @@ struct RedisConnection: ConnectionDriver {
 
     // MARK: - Connect
 
-    func connect() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
+    func connect() throws(RedisError) -> RedisLink {
+        // OpenSSL writes with plain write(2): a reset connection must fail with EPIPE, not kill us.
         blockSIGPIPEOnCurrentThread()
-        let endpoint = configuration.endpoint
-        let started = MonotonicClock.now
-        guard let context = redisConnectWithTimeout(configuration.host, Int32(clamping: configuration.port),
-                                                    configuration.connectTimeout.timevalValue)
-        else {
-            throw RedisError(.connectFailed, "could not allocate a hiredis context for Redis at \(endpoint)")
-        }
-        if context.pointee.err != 0 {
-            let reason = Self.errorText(context)
-            redisFree(context)
-            if MonotonicClock.now - started >= configuration.connectTimeout || reason.contains("timed out") {
-                throw RedisError(.timeout, "could not connect to Redis at \(endpoint) within \(configuration.connectTimeout.secondsText) (\(reason)); check that it is up and reachable")
+        let socket = try RedisTransport.connectTCP(configuration)
+        let transport: RedisTransport
+        if let tls = configuration.tls {
+            let session: RedisTLSSession
+            do throws(RedisError) {
+                session = try RedisTLSSession(socket: socket, configuration: configuration, tls: tls)
+            } catch {
+                _ = Glibc.close(socket)
+                throw error
             }
-            throw RedisError(.connectFailed, "could not connect to Redis at \(endpoint): \(reason); check that it is running and reachable")
+            transport = RedisTransport(socket: socket, security: .tls(session))
+            do throws(RedisIOFailure) {
+                try session.handshake(on: transport, deadline: MonotonicClock.now + configuration.commandTimeout)
+            } catch {
+                let failure = session.handshakeError(error, configuration, tls)
+                transport.close()
+                throw failure
+            }
+        } else {
+            transport = RedisTransport(socket: socket, security: .plain)
         }
-        guard redisSetTimeout(context, configuration.commandTimeout.timevalValue) == REDIS_OK else {
-            let reason = Self.errorText(context)
-            redisFree(context)
-            throw RedisError(.connectFailed, "could not set the command timeout on the Redis connection: \(reason)")
-        }
+        let link = RedisLink(transport: transport)
         do throws(RedisError) {
-            try handshake(on: context)
+            try handshake(on: link)
         } catch {
-            redisFree(context)
+            link.close()
             throw error
         }
-        return context
+        return link
     }
 
     /// `AUTH` and `SELECT`, as configured.
-    private func handshake(on context: UnsafeMutablePointer<redisContext>) throws(RedisError) {
+    private func handshake(on link: RedisLink) throws(RedisError) {
         if let password = configuration.password {
             var arguments = [Array("AUTH".utf8)]
             if let username = configuration.username { arguments.append(Array(username.utf8)) }
             arguments.append(Array(password.utf8))
-            if case .error(let message) = try send(arguments, name: "AUTH", on: context) {
+            if case .error(let message) = try send(arguments, name: "AUTH", on: link) {
                 let safe = password.isEmpty ? message : message.replacing(password, with: "***")
                 throw RedisError(.authenticationFailed, "Redis at \(configuration.endpoint) refused AUTH: \(safe); check the user name and password in the Redis URL")
             }
         }
         if configuration.database != 0 {
             let arguments = [Array("SELECT".utf8), Array(String(configuration.database).utf8)]
-            if case .error(let message) = try send(arguments, name: "SELECT", on: context) {
+            if case .error(let message) = try send(arguments, name: "SELECT", on: link) {
                 throw RedisError(.connectFailed, "Redis at \(configuration.endpoint) refused SELECT \(configuration.database): \(message); check the database number in the Redis URL")
             }
         }
@@ -88,30 +93,63 @@ struct RedisConnection: ConnectionDriver {
 
     // MARK: - Commands
 
-    /// One round trip with `redisCommandArgv` (binary-safe). Error replies come back as `.error`;
-    /// I/O failures throw (the caller drops the connection).
-    private func send(_ arguments: [[UInt8]], name: String,
-                      on context: UnsafeMutablePointer<redisContext>) throws(RedisError) -> RedisValue {
-        let raw = Self.withArgv(arguments) { argc, argv, lengths in
-            errno = 0
-            return redisCommandArgv(context, argc, argv, lengths)
+    /// One round trip within `commandTimeout`: the command encoded by hiredis (binary-safe), then
+    /// the reply parsed by hiredis's reader. Error replies come back as `.error`; I/O failures
+    /// throw (the caller drops the connection).
+    private func send(_ arguments: [[UInt8]], name: String, on link: RedisLink) throws(RedisError) -> RedisValue {
+        var command: UnsafeMutablePointer<CChar>?
+        let length = Self.withArgv(arguments) { argc, argv, lengths in
+            redisFormatCommandArgv(&command, argc, argv, lengths)
         }
-        guard let raw else { throw ioError(context, errno: errno, name: name) }
-        let reply = raw.assumingMemoryBound(to: redisReply.self)
-        defer { freeReplyObject(raw) }
-        return Self.value(of: reply)
+        guard length >= 0, let command else {
+            throw RedisError(.commandFailed, "\(name) could not be encoded (out of memory?)")
+        }
+        defer { redisFreeCommand(command) }
+        let deadline = MonotonicClock.now + configuration.commandTimeout
+        do throws(RedisIOFailure) {
+            try link.transport.write(UnsafeRawBufferPointer(start: command, count: Int(length)), deadline: deadline)
+            let reply = try link.readReply(deadline: deadline)
+            defer { freeReplyObject(reply) }
+            return Self.value(of: reply.assumingMemoryBound(to: redisReply.self))
+        } catch {
+            throw ioError(error, name: name, on: link)
+        }
     }
 
-    private func ioError(_ context: UnsafeMutablePointer<redisContext>, errno code: Int32, name: String) -> RedisError {
-        let reason = Self.errorText(context)
+    private func ioError(_ failure: RedisIOFailure, name: String, on link: RedisLink) -> RedisError {
         let endpoint = configuration.endpoint
-        if context.pointee.err == REDIS_ERR_IO && (code == EAGAIN || code == EWOULDBLOCK || code == ETIMEDOUT) {
+        if link.replies == 0 {
+            // The connection's first command: a failure here may say what the port really speaks.
+            if case .tls(let session) = link.transport.security, let tls = configuration.tls,
+               let error = session.firstReplyError(failure, configuration, tls) {
+                return error
+            }
+            if !link.transport.isTLS, let error = plainToTLSPortError(failure, name: name) { return error }
+        }
+        switch failure {
+        case .timeout:
             return RedisError(.timeout, "Redis at \(endpoint) did not answer \(name) within \(configuration.commandTimeout.secondsText); the connection was dropped and the next command reconnects")
-        }
-        if context.pointee.err == REDIS_ERR_EOF {
+        case .closed:
             return RedisError(.connectionLost, "Redis at \(endpoint) closed the connection during \(name) (restarted or stopped?); the next command reconnects")
+        case .notRedisProtocol(let reason, _):
+            return RedisError(.connectionLost, "Redis at \(endpoint) answered \(name) with bytes that are not the Redis protocol (\(reason)); the connection was dropped and the next command reconnects")
+        case .system, .tls:
+            return RedisError(.connectionLost, "\(name) to Redis at \(endpoint) failed: \(RedisTLSSession.describe(failure)); the connection was dropped and the next command reconnects")
         }
-        return RedisError(.connectionLost, "\(name) to Redis at \(endpoint) failed: \(reason); the connection was dropped and the next command reconnects")
+    }
+
+    /// A plain connection to a Redis TLS port: Redis resets it at the first command (its TLS
+    /// handshake failed on our RESP bytes); other TLS servers may answer with a TLS alert record.
+    private func plainToTLSPortError(_ failure: RedisIOFailure, name: String) -> RedisError? {
+        let endpoint = configuration.endpoint
+        switch failure {
+        case .notRedisProtocol(_, let first?) where first == 0x15 || first == 0x16:
+            return RedisError(.connectFailed, "Redis at \(endpoint) answered \(name) with a TLS record: the port speaks TLS; use rediss://")
+        case .closed, .system(ECONNRESET), .system(EPIPE):
+            return RedisError(.connectFailed, "Redis at \(endpoint) dropped the new connection at its first command (\(name): \(RedisTLSSession.describe(failure))): most likely the port speaks TLS; use rediss:// (if it is a plain port, Redis was stopping; the next command reconnects)")
+        default:
+            return nil
+        }
     }
 
     /// Lays the arguments out as C `argv`/`argvlen` arrays for the duration of `body`.
@@ -158,12 +196,5 @@ struct RedisConnection: ConnectionDriver {
     private static func bytes(_ pointer: UnsafeMutablePointer<CChar>?, _ length: Int) -> [UInt8] {
         guard let pointer, length > 0 else { return [] }
         return Array(UnsafeRawBufferPointer(start: pointer, count: length))
-    }
-
-    private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
-        withUnsafeBytes(of: context.pointee.errstr) { raw in
-            let text = String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            return text.isEmpty ? "unknown error" : text
-        }
     }
 }

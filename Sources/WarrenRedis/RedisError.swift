@@ -14,6 +14,7 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
             case commandFailed
             case unexpectedReply
             case clientShutDown
+            case tlsFailed
         }
 
         let base: Base
@@ -36,6 +37,11 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let unexpectedReply = Code(.unexpectedReply)
         /// The client was shut down.
         public static let clientShutDown = Code(.clientShutDown)
+        /// The TLS connection (`rediss://`) could not be set up: the server's certificate is not
+        /// trusted, not valid for the host or expired, the server requires or refused the client
+        /// certificate, the port does not speak TLS, or the certificate files could not be loaded.
+        /// The message says which; nothing was connected.
+        public static let tlsFailed = Code(.tlsFailed)
 
         /// The code's name, e.g. `timeout`.
         public var description: String { base.rawValue }
@@ -58,7 +64,7 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Whether the connection was dropped (and the next command reconnects).
     public var droppedConnection: Bool {
         switch code.base {
-        case .connectFailed, .authenticationFailed, .timeout, .connectionLost: true
+        case .connectFailed, .authenticationFailed, .timeout, .connectionLost, .tlsFailed: true
         default: false
         }
     }

@@ -56,6 +56,18 @@ extension Integration {
             await postgres.shutdown()
         }
 
+        /// The same over `rediss://` (client certificate; the TLS handshake on each reconnect).
+        @Test func redisCheckOverTLS() async throws {
+            var config = try RedisConfiguration(url: Servers.redissURL)
+            config.connectTimeout = .milliseconds(500)
+            config.commandTimeout = .milliseconds(500)
+            let redis = RedisClient(configuration: config)
+            let harness = try await HealthHarness(extraChecks: [.redis(redis, interval: .milliseconds(250))])
+            try await exercise(.redis, harness: harness)
+            await harness.stop()
+            await redis.shutdown()
+        }
+
         @Test func postgresCheck() async throws {
             let (redis, postgres) = try Self.clients()
             let harness = try await HealthHarness(extraChecks: [.postgres(postgres, interval: .milliseconds(250))])

@@ -259,6 +259,11 @@ extension Integration {
             ("PREFETCH", "-5"),
             ("QUEUE_TYPE", "stream"),
             ("REDIS_URL", "redis://:hunter2@127.0.0.1:notaport/0"),
+            ("REDIS_URL", "rediss://:hunter2@127.0.0.1:7379/0?ssl_ca_certs=/nonexistent/ca.pem"),
+            ("DATABASE_URL", "postgresql://u:hunter2@127.0.0.1:5432/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"),
+            ("DATABASE_URL", "postgresql://u:hunter2@127.0.0.1:5432/db?sslmode=require&sslcert=/nonexistent/c.pem&sslkey=/nonexistent/c.key"),
+            ("REDIS_URL", "rediss://:hunter2@127.0.0.1:7379/0?ssl_certfile=/nonexistent/client.pem&ssl_keyfile=/nonexistent/client.key"),
+            ("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0?ssl_ca_certs=/nonexistent/ca.pem"),
         ])
         func badSettingsExitTwoNamingTheSetting(_ setting: String, _ value: String) async throws {
             let (status, output) = try await WorkerProcess.runToEnd(["run"], environment: [setting: value])

@@ -258,5 +258,42 @@ extension Integration {
             #expect(await worker.waitForExit(timeout: 25) == 0)
             await f.cleanUp()
         }
+
+        /// Dead letters that leave the queue while a redrive runs (purged here) must not leave it
+        /// waiting forever for them: it moves what it got and returns; nothing is lost or doubled.
+        @Test func redriveReturnsWhenDeadLettersVanish() async throws {
+            let f = try await IngestFixture.make()
+            let dead = f.topology.deadLetterQueue
+            let count = 1_000
+            for i in 0..<count { try await f.amqp.publish(Array("dead \(i)".utf8), routingKey: dead) }
+            let redriver = try await AMQPConnection.connect(configuration: try AMQPConfiguration(url: Servers.amqpURL))
+            let topology = f.topology
+            let purger = f.amqp
+            let (moved, purged): (Int?, Int) = try await withThrowingTaskGroup(of: (Int?, Int?).self) { group in
+                group.addTask { (try await topology.redrive(on: redriver), nil) }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(5))
+                    return (nil, Int(try await purger.purgeQueue(dead)))
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(20))
+                    return (nil, nil)
+                }
+                var moved: Int?, purged = 0
+                while moved == nil, let result = try await group.next() {
+                    if let count = result.1 { purged = count }
+                    if let count = result.0 { moved = count }
+                    if result == (nil, nil) { break }  // the time limit
+                }
+                group.cancelAll()
+                return (moved, purged)
+            }
+            let movedCount = try #require(moved, "redrive still waiting after 20 s for dead letters that were purged")
+            #expect(movedCount + purged == count, "moved \(movedCount) + purged \(purged)")
+            #expect(try await f.depth() == UInt32(movedCount))
+            #expect(try await f.dead() == 0)
+            await redriver.close()
+            await f.cleanUp()
+        }
     }
 }

@@ -44,7 +44,16 @@ struct RedisURLTests {
 
     @Test(arguments: [
         ("http://h:6379", "scheme"),
-        ("rediss://h:6379", "TLS"),
+        ("rediss://h/0?ssl_cert_reqs=optional", "ssl_cert_reqs"),
+        ("redis://h/0?ssl_ca_certs=/etc/hostname", "'ssl_ca_certs' is a TLS option; use rediss://"),
+        ("redis://h/0?ssl_cert_reqs=none", "'ssl_cert_reqs' is a TLS option; use rediss://"),
+        ("rediss://h/0?ssl_certfile=/etc/hostname", "'ssl_certfile' needs 'ssl_keyfile'"),
+        ("rediss://h/0?ssl_keyfile=/etc/hostname", "'ssl_keyfile' needs 'ssl_certfile'"),
+        ("rediss://h/0?ssl_ca_certs=/nonexistent/ca.pem", "'ssl_ca_certs': cannot read /nonexistent/ca.pem"),
+        ("rediss://h/0?ssl_keyfile=/nonexistent/k.pem&ssl_certfile=/etc/hostname", "'ssl_keyfile': cannot read"),
+        ("rediss://h/0?ssl_ca_certs=/tmp", "'ssl_ca_certs': /tmp is a directory"),
+        ("rediss://h/0?ssl_ca_certs=", "'ssl_ca_certs' is empty"),
+        ("rediss://h/0?ssl_check_hostname=false", "'ssl_check_hostname' is not supported"),
         ("redis//h", "expected redis://"),
         ("redis://h:0", "port"),
         ("redis://h:99999", "port"),
@@ -71,7 +80,9 @@ struct RedisURLTests {
         "redis://app:Hunter2Secret@h:notaport/0",
         "redis://app:Hunter2Secret%zz@h/0",
         "redis://app:Hunter2Secret@h/db",
-        "rediss://app:Hunter2Secret@h/0",
+        "rediss://app:Hunter2Secret@h/0?ssl_ca_certs=/nonexistent",
+        "rediss://app:Hunter2Secret@h/0?Hunter2Secret=1",
+        "rediss://app:Hunter2Secret@h/0?ssl_cert_reqs=Hunter2Secret",
         "redis://app:Hunter2Secret@h/0?x=Hunter2Secret",
         "redis://h:Hunter2Secret/0",
         "Hunter2Secret://h",
@@ -86,6 +97,42 @@ struct RedisURLTests {
             #expect(!error.description.contains("Hunter2"), "\(error)")
             #expect(!String(reflecting: error).contains("Hunter2"), "\(error)")
         }
+    }
+
+    @Test func parsesRediss() throws {
+        let config = try RedisConfiguration(url: "rediss://:s3cret@cache.internal:6380/2?ssl_ca_certs=/etc/hostname&ssl_certfile=/etc/hostname&ssl_keyfile=/etc/hostname")
+        #expect(config.host == "cache.internal")
+        #expect(config.port == 6380)
+        #expect(config.database == 2)
+        #expect(config.tls == RedisTLSConfiguration(caCertificateFile: "/etc/hostname", certificateFile: "/etc/hostname",
+                                                    keyFile: "/etc/hostname", verifyPeer: true))
+        #expect(config.redactedURL == "rediss://:***@cache.internal:6380/2?ssl_ca_certs=/etc/hostname&ssl_certfile=/etc/hostname&ssl_keyfile=/etc/hostname")
+        #expect(!config.description.contains("s3cret"))
+    }
+
+    @Test func redissDefaultsToTheSystemTrustStoreAndVerifies() throws {
+        let config = try RedisConfiguration(url: "rediss://h")
+        #expect(config.port == 6379)
+        #expect(config.tls == RedisTLSConfiguration())
+        #expect(config.tls?.caCertificateFile == nil)
+        #expect(config.tls?.verifyPeer == true)
+        #expect(config.redactedURL == "rediss://h:6379/0")
+        #expect(try RedisConfiguration(url: "redis://h").tls == nil)
+        #expect(try RedisConfiguration(url: "REDISS://h/0?ssl_cert_reqs=required").tls?.verifyPeer == true)
+    }
+
+    @Test func certificateRequirementsNone() throws {
+        let config = try RedisConfiguration(url: "rediss://h:7000/0?ssl_cert_reqs=none")
+        #expect(config.tls?.verifyPeer == false)
+        #expect(config.redactedURL == "rediss://h:7000/0?ssl_cert_reqs=none")
+    }
+
+    @Test func percentEncodedPaths() throws {
+        let config = try RedisConfiguration(url: "rediss://h/0?ssl_ca_certs=%2Fetc%2Fhostname")
+        #expect(config.tls?.caCertificateFile == "/etc/hostname")
+        #expect(config.redactedURL == "rediss://h:6379/0?ssl_ca_certs=/etc/hostname")
+        // The redacted URL parses back to the same configuration.
+        #expect(try RedisConfiguration(url: config.redactedURL) == config)
     }
 
     private func dumped(_ value: some Any) -> String {

@@ -12,8 +12,18 @@ public enum Servers {
     public static var amqpURL: String {
         ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2F"
     }
+    /// The three nodes of `scripts/services cluster up`, comma-separated, in node order (1, 2, 3);
+    /// `nil` when the cluster is not part of this run (the failover test then skips itself).
+    public static var amqpClusterURL: String? {
+        ProcessInfo.processInfo.environment["AMQP_CLUSTER_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    }
     public static var redisURL: String {
         ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:6379/0"
+    }
+    /// Redis's TLS port with the test CA and the client certificate (`scripts/services env`).
+    public static var redissURL: String {
+        ProcessInfo.processInfo.environment["REDISS_URL"]
+            ?? "rediss://127.0.0.1:7379/0?ssl_ca_certs=\(tlsDirectory)/ca.pem&ssl_certfile=\(tlsDirectory)/client.pem&ssl_keyfile=\(tlsDirectory)/client.key"
     }
     public static var databaseURL: String {
         ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -70,6 +70,10 @@ public final class WorkerProcess: @unchecked Sendable {
         environment["AMQP_URL"] = Servers.amqpURL
         environment["REDIS_URL"] = Servers.redisURL
         environment["DATABASE_URL"] = Servers.databaseURL
+        // What a container runtime gives uid 10001, which has no passwd entry in the image: HOME=/.
+        // The test runner's HOME (/root) is unreadable to the worker, and libpq looks there for a
+        // default client certificate (~/.postgresql) whenever it negotiates TLS.
+        environment["HOME"] = "/"
         environment["HEALTH_HOST"] = "127.0.0.1"
         environment["HEALTH_PORT"] = String(self.healthPort)
         environment["LOG_FORMAT"] = "json"

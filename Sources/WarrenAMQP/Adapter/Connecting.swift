@@ -63,16 +63,28 @@ final class TLSSocketState {
 
 /// Opening: socket, login, channel in confirm mode.
 extension ConnectionOwner {
-    /// Connects to the first endpoint that answers, logs in, opens the channel with publisher
-    /// confirms; returns what the state machine says to do next.
+    /// Opens the connection on the first endpoint that goes all the way: socket, login, the channel
+    /// with publisher confirms; returns what the state machine says to do next.
+    ///
+    /// An endpoint that accepts the TCP connection but never answers the handshake (a hung node: the
+    /// kernel still accepts into the listen backlog) is given up after the handshake timeout and the
+    /// next one is tried, as one that refuses the connection is: otherwise a single hung broker
+    /// first in the list fails the whole attempt.
     func open() throws(AMQPError) -> ConnectionStateMachine.OpenAction {
         var failures: [AMQPError] = []
         var connected = false
         for endpoint in policy.endpoints where !connected {
-            do {
-                try connect(to: endpoint)
-                connected = true
+            do throws(AMQPError) {
+                // Set first: login's error messages name the endpoint.
                 core.endpoint.withLock { $0 = endpoint }
+                try connect(to: endpoint)
+                guard let conn else { throw AMQPError(.connectFailed, "could not allocate an AMQP connection") }
+                try login(conn)
+                _ = amqp_channel_open(conn, channel)
+                try check(amqp_get_rpc_reply(conn), doing: "open channel")
+                _ = amqp_confirm_select(conn, channel)
+                try check(amqp_get_rpc_reply(conn), doing: "enable publisher confirms")
+                connected = true
             } catch {
                 destroy()
                 failures.append(error)
@@ -91,11 +103,6 @@ extension ConnectionOwner {
             }
             throw failure
         }
-        try login(conn)
-        _ = amqp_channel_open(conn, channel)
-        try check(amqp_get_rpc_reply(conn), doing: "open channel")
-        _ = amqp_confirm_select(conn, channel)
-        try check(amqp_get_rpc_reply(conn), doing: "enable publisher confirms")
         let heartbeat = Int(amqp_get_heartbeat(conn))
         logger.debug("AMQP connection open", metadata: [
             "warren.amqp.url": "\(core.configuration.redactedURL)",

@@ -148,7 +148,12 @@ final class ConnectionOwner {
 
     /// Carries out commands in order; stops at the first that breaks the connection.
     private func run(_ commands: [PendingCommand]) throws(AMQPError) {
+        // Each command is at most one RPC, bounded by the RPC timeout (plus a second for the
+        // frames handled around it): the liveness watchdog must not take that wait for a stall.
+        let bound = UInt64(max(core.configuration.rpcTimeout.nanoseconds, 0)) + 1_000_000_000
+        defer { core.boundedCallDeadline.store(0, ordering: .relaxed) }
         for (index, pending) in commands.enumerated() {
+            core.boundedCallDeadline.store(MonotonicClock.nanoseconds() + bound, ordering: .relaxed)
             switch execute(pending.command) {
             case .replied(let reply):
                 pending.reply.resume(returning: reply)
