@@ -100,6 +100,13 @@ extension Integration {
                     """)
                 try #require(moved, "within 60 s of losing node \(node) (\(endpoint)) the worker was not ready on another node; brokers logged: \(after); \(w.output.suffix(3000))")
                 #expect(rowsAtStop < Self.events, "the node must go away mid-drain (all \(Self.events) were stored already)")
+                // Readiness names the broker now in use (the rabbitmq check's componentId), not the lost one.
+                let named = await Self.waitUntil(5) {
+                    let body = await w.probe("/internal/ready/rabbitmq")?.bodyText ?? ""
+                    return body.contains("\"componentId\":\"\(after.last ?? "?")\"") && !body.contains(endpoint)
+                }
+                let readiness = await w.probe("/internal/ready/rabbitmq")?.bodyText ?? "no answer"
+                #expect(named, "readiness names \(after.last ?? "?"): \(readiness)")
                 // A hung node is only noticed when a request to it times out (the readiness check's
                 // round trip, 10 s; the AMQP heartbeat at the latest).
                 let bound: Double = fault == .freeze ? 30 : 15
