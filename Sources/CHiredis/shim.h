@@ -38,11 +38,19 @@ static inline int warren_redis_tls_verify_callback(int preverify_ok, X509_STORE_
     return preverify_ok;
 }
 
+/// A passphrase callback that has none: an encrypted key fails to load at once ("bad decrypt")
+/// instead of OpenSSL prompting on the terminal or stdin, which would block the owner thread.
+static int warren_redis_no_passphrase(char *buf, int size, int rwflag, void *userdata) {
+    (void)buf; (void)size; (void)rwflag; (void)userdata;
+    return 0;
+}
+
 /// A client context: TLS 1.2 or later; the peer is verified during the handshake when
 /// `verify_peer` is non-zero. NULL when OpenSSL cannot make one.
 static inline SSL_CTX *warren_redis_tls_context(int verify_peer) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) return NULL;
+    SSL_CTX_set_default_passwd_cb(ctx, warren_redis_no_passphrase);
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     // Writes are retried from a buffer that Swift may have moved, and a large command may go out
     // in several records.
@@ -57,11 +65,12 @@ static inline SSL_CTX *warren_redis_tls_context(int verify_peer) {
 /// also sent as SNI (an IP address never is). NULL when OpenSSL refused (the error queue says why).
 static inline SSL *warren_redis_tls_new(SSL_CTX *ctx, int fd, warren_redis_tls_state *state,
                                         int verify_peer, const char *host) {
+    X509_VERIFY_PARAM *param = NULL;  // declared before the first goto
     SSL *ssl = SSL_new(ctx);
     if (!ssl) return NULL;
     SSL_set_app_data(ssl, state);
     if (SSL_set_fd(ssl, fd) != 1) goto fail;
-    X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+    param = SSL_get0_param(ssl);
     if (X509_VERIFY_PARAM_set1_ip_asc(param, host) == 1) return ssl;
     ERR_clear_error();  // set1_ip_asc's "not an IP address" is expected for a name
     if (SSL_set_tlsext_host_name(ssl, host) != 1) goto fail;

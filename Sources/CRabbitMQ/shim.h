@@ -67,6 +67,13 @@ static void warren_tls_info_callback(const SSL *ssl, int where, int ret) {
     }
 }
 
+/// A passphrase callback that has none: an encrypted keyfile fails to load at once ("bad decrypt")
+/// instead of OpenSSL prompting on the terminal or stdin, which would block the owner thread.
+static int warren_tls_no_passphrase(char *buf, int size, int rwflag, void *userdata) {
+    (void)buf; (void)size; (void)rwflag; (void)userdata;
+    return 0;
+}
+
 /// Attaches `state` to the socket's context; verifies the peer during the handshake when
 /// `verify_peer` is non-zero, against `expected_name` (an IP address or a DNS name) when not NULL.
 /// Returns 1 on success, 0 when OpenSSL refused the name.
@@ -75,6 +82,7 @@ static inline int warren_tls_configure(amqp_socket_t *socket, warren_tls_state *
     SSL_CTX *ctx = (SSL_CTX *)amqp_ssl_socket_get_context(socket);
     SSL_CTX_set_app_data(ctx, state);
     SSL_CTX_set_info_callback(ctx, warren_tls_info_callback);
+    SSL_CTX_set_default_passwd_cb(ctx, warren_tls_no_passphrase);
     if (!verify_peer) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
         return 1;

@@ -22,7 +22,12 @@ extension HealthCheck {
     /// concurrently; the first failure names its queue.
     public static func rabbitmq(timeout: Duration = .milliseconds(800), interval: Duration = .milliseconds(500),
                                 _ subscriptions: @escaping @Sendable () -> [SubscriptionService]) -> HealthCheck {
-        HealthCheck(name: "rabbitmq", kind: .readiness, timeout: timeout, interval: interval) {
+        // componentId: the broker(s) in use, host:port (never credentials), so a probe shows which
+        // node of a cluster each worker is on.
+        HealthCheck(name: "rabbitmq", kind: .readiness, timeout: timeout, interval: interval, componentID: {
+            let endpoints = Set(subscriptions().compactMap { $0.current.connection?.connectedEndpoint.description })
+            return endpoints.isEmpty ? nil : endpoints.sorted().joined(separator: ",")
+        }) {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for service in subscriptions() {
                     group.addTask { try await verify(service) }

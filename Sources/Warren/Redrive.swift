@@ -28,6 +28,8 @@ extension Topology {
                 let taken = progress.withLock { $0.taken }
                 defer { seen = taken }
                 guard taken == seen, (try? await connection.inspectQueue(deadLetterQueue).messageCount) == 0 else { continue }
+                // redrive may have finished meanwhile (it cancels us, then the consumer itself).
+                guard !Task.isCancelled else { return }
                 progress.withLock { $0.stalled = true }
                 try? await consumer.cancel()
                 return
@@ -72,6 +74,7 @@ extension Topology {
             }
         }
         watchdog.cancel()
+        await watchdog.value  // not past here while it may still cancel the consumer
         if !progress.withLock({ $0.stalled }) { try await consumer.cancel() }
         return moved
     }

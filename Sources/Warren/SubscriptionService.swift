@@ -174,12 +174,13 @@ public final class SubscriptionService: Sendable {
             // The full one binds queues, a cluster-wide metadata write, which on RabbitMQ 3.x waits for
             // every node the cluster still counts as up: with one node hung (not crashed), until the
             // others write it off (net_ticktime, about 60 s), though the surviving nodes could serve us
-            // at once. A queue found missing (the passive declare fails) gets the full declaration on
-            // the next attempt.
+            // at once. Anything found missing (404 on a passive declare: the work, dead-letter or delay
+            // queues, the exchanges) gets the full declaration on the next attempt; other failures
+            // (a timeout on a hung node) keep trying the cheap check.
             if state.withLock({ $0.topologyDeclared }) {
                 do {
-                    _ = try await connection.inspectQueue(subscription.topology.queue)
-                } catch {
+                    try await subscription.topology.verify(on: connection, retry: subscription.options.retry)
+                } catch let error as AMQPError where error.replyCode == 404 {
                     state.withLock { $0.topologyDeclared = false }
                     throw error
                 }

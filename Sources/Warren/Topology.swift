@@ -193,6 +193,18 @@ public struct Topology: Sendable, Equatable {
         }
     }
 
+    /// Checks that everything ``declare(on:retry:)`` makes still exists, with passive declares only:
+    /// reads on the node connected to. After a reconnect this replaces the full declaration, whose
+    /// bindings are cluster-wide writes that RabbitMQ 3.x holds while a node is hung (see
+    /// `SubscriptionService`). Throws (the broker's 404) when something is missing.
+    func verify(on connection: AMQPConnection, retry: RetryPolicy) async throws {
+        try await connection.inspectExchange(deadLetterExchange)
+        _ = try await connection.inspectQueue(deadLetterQueue)
+        _ = try await connection.inspectQueue(queue)
+        for delay in retry.delays { _ = try await connection.inspectQueue(retryQueue(delay: delay)) }
+        for name in Set(bindings.map(\.exchange.name)) { try await connection.inspectExchange(name) }
+    }
+
     private func declareQueues(on connection: AMQPConnection) async throws {
         let type: AMQPTable = ["x-queue-type": .string(queueType.rawValue)]
         try await connection.declareExchange(deadLetterExchange, type: "fanout", durable: true)

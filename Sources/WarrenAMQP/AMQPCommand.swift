@@ -46,6 +46,8 @@ struct ExchangeDeclaration: Sendable {
     var autoDelete: Bool
     var isInternal: Bool
     var arguments: AMQPTable
+    /// Only check that the exchange exists (404 NOT_FOUND when it does not).
+    var passive = false
 }
 
 /// `queue.declare`; passive: only check that the queue exists and report its counts.

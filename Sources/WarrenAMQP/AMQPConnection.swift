@@ -78,6 +78,13 @@ public final class AMQPConnection: Sendable {
             name: name, type: type, durable: durable, autoDelete: autoDelete, isInternal: isInternal, arguments: arguments)))
     }
 
+    /// Checks that an exchange exists (`exchange.declare` with `passive`); a missing one fails with
+    /// the broker's 404 NOT_FOUND, which closes the connection like every channel error.
+    public func inspectExchange(_ name: String) async throws {
+        _ = try await core.perform(.declareExchange(ExchangeDeclaration(
+            name: name, type: "", durable: false, autoDelete: false, isInternal: false, arguments: [:], passive: true)))
+    }
+
     /// Declares a queue (`queue.declare`), e.g. with `x-dead-letter-exchange` or `x-queue-type` arguments.
     @discardableResult
     public func declareQueue(_ name: String, durable: Bool = true, exclusive: Bool = false,

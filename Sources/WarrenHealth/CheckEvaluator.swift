@@ -29,13 +29,14 @@ final class CheckEvaluator: Sendable {
         switch outcome {
         case .finished(let result):
             inFlight.withLock { current in if current?.since == since { current = nil } }
+            let component = check.componentID?()
             switch result {
             case .success:
                 return HealthCheckResult(status: .pass, observedValue: (elapsedMs * 1000).rounded() / 1000, observedUnit: "ms",
-                                         duration: duration, measuredAt: end)
+                                         componentID: component, duration: duration, measuredAt: end)
             case .failure(let error):
                 return HealthCheckResult(status: .fail, observedValue: (elapsedMs * 1000).rounded() / 1000, observedUnit: "ms",
-                                         output: "\(error)", duration: duration, measuredAt: end)
+                                         output: "\(error)", componentID: component, duration: duration, measuredAt: end)
             }
         case .timedOut:
             let what = since == start ? "no answer within \(Int(check.timeout.milliseconds)) ms"

@@ -51,6 +51,9 @@ public struct HealthCheck: Sendable {
     /// The round trip. Throwing fails the check; the error's description becomes `output`, so it
     /// must not contain secrets.
     public var probe: @Sendable () async throws -> Void
+    /// Which instance of the dependency the probe reached (e.g. `rabbit-1:5671`), read after each
+    /// probe and reported as the entry's `componentId`; `nil` reports none. Never a secret.
+    public var componentID: (@Sendable () -> String?)?
 
     /// Creates a check. Defaults: a readiness check measuring `responseTime`, failing after 800 ms,
     /// run every 500 ms, not gating consumption.
@@ -61,8 +64,10 @@ public struct HealthCheck: Sendable {
         timeout: Duration = .milliseconds(800),
         interval: Duration = .milliseconds(500),
         gatesConsumption: Bool = false,
+        componentID: (@Sendable () -> String?)? = nil,
         probe: @escaping @Sendable () async throws -> Void
     ) {
+        self.componentID = componentID
         self.gatesConsumption = gatesConsumption
         self.name = name
         self.measurement = measurement
@@ -83,6 +88,8 @@ public struct HealthCheckResult: Sendable, Equatable {
     public var observedUnit: String?
     /// Why it failed; `nil` when it passed.
     public var output: String?
+    /// The instance of the dependency that answered (``HealthCheck/componentID``), if known.
+    public var componentID: String?
     /// How long the probe ran until this result (a probe still hanging from an earlier evaluation
     /// counts from its start); `nil` when the result did not come from an evaluation.
     public var duration: Duration?
@@ -93,12 +100,13 @@ public struct HealthCheckResult: Sendable, Equatable {
 
     /// Creates a result; `time` (wall clock) and `measuredAt` (monotonic ns) default to now.
     public init(status: HealthStatus, observedValue: Double? = nil, observedUnit: String? = nil,
-                output: String? = nil, duration: Duration? = nil, time: WallClock.Instant = WallClock.now(),
+                output: String? = nil, componentID: String? = nil, duration: Duration? = nil, time: WallClock.Instant = WallClock.now(),
                 measuredAt: UInt64 = MonotonicClock.nanoseconds()) {
         self.status = status
         self.observedValue = observedValue
         self.observedUnit = observedUnit
         self.output = output
+        self.componentID = componentID
         self.duration = duration
         self.time = time
         self.measuredAt = measuredAt

@@ -77,7 +77,7 @@ public struct HealthReporter: Sendable {
     private func report(_ results: [(check: HealthCheck, result: HealthCheckResult)]) -> HealthReport {
         let checks = results.map { check, result in
             (key: "\(check.name):\(check.measurement)", entries: [HealthReport.Entry(
-                status: result.status, observedValue: result.observedValue, observedUnit: result.observedUnit,
+                componentID: result.componentID, status: result.status, observedValue: result.observedValue, observedUnit: result.observedUnit,
                 time: result.time, output: result.output
             )])
         }

@@ -11,7 +11,16 @@ enum PostgresTLS {
     }
 
     private static func hint(_ text: String, _ configuration: PostgresConfiguration) -> String? {
-        let lower = text.lowercased()
+        // With sslmode=prefer or allow libpq tries twice and reports both attempts: the last one
+        // ("… failed: password authentication failed") is the answer, not an earlier SSL line.
+        var lower = text.lowercased()
+        if let last = lower.ranges(of: "connection to server at ").last,
+           let failed = lower[last.upperBound...].firstRange(of: " failed: ") {
+            lower = String(lower[failed.upperBound...])
+        }
+        // Not about TLS, though PostgreSQL 14+ ends these with ", no encryption" (the same rule
+        // would admit nobody over TLS either): no pg_hba.conf line for this user, host and database.
+        if lower.contains("no pg_hba.conf entry") { return nil }
         if lower.contains("certificate verify failed") {
             let trust = configuration.sslRootCert.map { "the CA file \($0)" } ?? "libpq's default root certificate file"
             return "the server's certificate is not trusted by \(trust) (signed by another CA, or expired): set sslrootcert to the CA that signed it, and check that the certificate is current"
@@ -23,7 +32,8 @@ enum PostgresTLS {
             || lower.contains("alert handshake failure")
         {
             if configuration.sslCert == nil {
-                return "the server requires a client certificate and none is configured: set sslcert and sslkey"
+                // handshake_failure can also mean no common TLS version or cipher: "most likely".
+                return "the server most likely requires a client certificate and none is configured: set sslcert and sslkey"
             }
             return "the server refused the client certificate: check that the server's ssl_ca_file trusts the CA that signed sslcert"
         }
@@ -33,8 +43,8 @@ enum PostgresTLS {
         if lower.contains("root certificate file") {
             return "sslmode=\(configuration.sslMode) verifies the server: set sslrootcert to the CA that signed the server's certificate"
         }
-        if lower.contains("no encryption") {
-            return "the server accepts this user only over TLS: set sslmode=require or stricter (verify-full, with sslrootcert)"
+        if lower.contains("rejects connection"), lower.contains("no encryption") {
+            return "the server's pg_hba.conf rejects this user without TLS: set sslmode=require or stricter (verify-full, with sslrootcert)"
         }
         if lower.contains("could not open certificate file"), configuration.sslCert == nil {
             return "with no sslcert libpq looks for a client certificate in ~/.postgresql, and HOME is not readable by this user: set HOME to a readable directory (containers: /), or set sslcert and sslkey"

@@ -9,7 +9,7 @@ extension HealthCheck {
     public static func redis(_ client: RedisClient, timeout: Duration = .milliseconds(800),
                              interval: Duration = .milliseconds(500), gatesConsumption: Bool = false) -> HealthCheck {
         HealthCheck(name: "redis", kind: .readiness, timeout: timeout, interval: interval,
-                    gatesConsumption: gatesConsumption) {
+                    gatesConsumption: gatesConsumption, componentID: { [endpoint = client.configuration.endpoint] in endpoint }) {
             try await client.ping()
         }
     }

@@ -17,9 +17,11 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible, 
     public var password: String?
     /// Database index chosen with `SELECT` after connecting (0 sends none).
     public var database: Int
-    /// Time allowed for the TCP connect.
+    /// Time allowed for the TCP connect, and then again for the TLS handshake (`rediss://`), as AMQP
+    /// and libpq bound theirs. Host name lookup happens before and is not covered: use an address or
+    /// a fast resolver.
     public var connectTimeout: Duration
-    /// Time allowed for one command's round trip (also `AUTH`, `SELECT` and the TLS handshake). A
+    /// Time allowed for one command's round trip (also `AUTH` and `SELECT`). A
     /// server that does not answer in time (hung, frozen) fails the command with
     /// ``RedisError/Code/timeout``.
     public var commandTimeout: Duration

@@ -53,7 +53,7 @@ struct RedisConnection: ConnectionDriver {
             }
             transport = RedisTransport(socket: socket, security: .tls(session))
             do throws(RedisIOFailure) {
-                try session.handshake(on: transport, deadline: MonotonicClock.now + configuration.commandTimeout)
+                try session.handshake(on: transport, deadline: MonotonicClock.now + configuration.connectTimeout)
             } catch {
                 let failure = session.handshakeError(error, configuration, tls)
                 transport.close()

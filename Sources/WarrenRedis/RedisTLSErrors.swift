@@ -13,7 +13,7 @@ extension RedisTLSSession {
         case .timeout:
             // A plain Redis port never answers a ClientHello (it waits for the end of a command
             // line), so from here it looks just like a frozen server.
-            return RedisError(.timeout, "Redis at \(configuration.endpoint) did not complete the TLS handshake within \(configuration.commandTimeout.secondsText): the server is frozen or overloaded, or it does not speak TLS there (a plain Redis port never answers a TLS handshake): use redis:// for a plain port, or the server's TLS port (tls-port)")
+            return RedisError(.timeout, "Redis at \(configuration.endpoint) did not complete the TLS handshake within \(configuration.connectTimeout.secondsText): the server is frozen or overloaded, or it does not speak TLS there (a plain Redis port never answers a TLS handshake): use redis:// for a plain port, or the server's TLS port (tls-port)")
         case .closed, .system, .notRedisProtocol:
             let seen = Self.describe(failure)
             return RedisError(.tlsFailed, "\(prefix): the server closed the connection during the TLS handshake (\(seen)); if that is a plain Redis port use redis://, otherwise check the server's TLS settings (tls-port, tls-cert-file)")

@@ -130,13 +130,15 @@ extension ConnectionURL {
     /// retry.
     public static func readableFile(_ path: String, key: some StringProtocol) throws(URLSyntaxError) -> String {
         guard !path.isEmpty else { throw URLSyntaxError("query '\(key)' is empty") }
-        guard let file = fopen(path, "r") else {
+        // O_NONBLOCK: opening a FIFO by mistake must not wait for a writer.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
             throw URLSyntaxError("query '\(key)': cannot read \(path): \(String(cString: strerror(errno)))")
         }
-        defer { fclose(file) }
+        defer { close(fd) }
         var statBuffer = stat()
-        if fstat(fileno(file), &statBuffer) == 0, (statBuffer.st_mode & S_IFMT) == S_IFDIR {
-            throw URLSyntaxError("query '\(key)': \(path) is a directory, not a PEM file")
+        if fstat(fd, &statBuffer) == 0, (statBuffer.st_mode & S_IFMT) != S_IFREG {
+            throw URLSyntaxError("query '\(key)': \(path) is not a regular file (a PEM file is expected)")
         }
         return path
     }

@@ -117,6 +117,28 @@ struct HealthRegistryTests {
         registry.markShuttingDown()
         #expect(reporter.readiness(excluding: ["postgres"]).httpStatus == 503)
     }
+
+    /// The instance a probe reached is read after each probe and reported as `componentId`, on
+    /// success and on failure; a check without one reports none.
+    @Test func componentIDFollowsTheInstanceInUse() async throws {
+        let node = Mutex("rabbit-0:5671")
+        let s = Switch()
+        let registry = HealthRegistry()
+        registry.register(HealthCheck(name: "rabbitmq", componentID: { node.withLock { $0 } }, probe: s.probe))
+        registry.register(HealthCheck(name: "plain", probe: {}))
+        await registry.evaluate("rabbitmq")
+        await registry.evaluate("plain")
+        registry.markStarted()
+        let reporter = HealthReporter(registry: registry, watchdog: LivenessWatchdog())
+        #expect(reporter.readiness().checks.first?.entries.first?.componentID == "rabbit-0:5671")
+        #expect(reporter.readiness().checks.last?.entries.first?.componentID == nil)
+        node.withLock { $0 = "rabbit-2:5671" }
+        s.mode.withLock { $0 = .fail }
+        await registry.evaluate("rabbitmq")
+        let failed = try #require(reporter.readiness(check: "rabbitmq")?.checks.first?.entries.first)
+        #expect(failed.componentID == "rabbit-2:5671" && failed.status == .fail)
+        #expect(failed.json.hasPrefix(#"{"componentId":"rabbit-2:5671","status":"fail""#))
+    }
 }
 
 /// Polls until `condition` holds, up to 2 s.

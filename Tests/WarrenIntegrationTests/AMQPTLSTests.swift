@@ -113,6 +113,20 @@ extension Integration {
             #expect(error.message.contains("requires a client certificate"), "\(error)")
         }
 
+        /// A passphrase-protected keyfile (no passphrase can be given) fails at once: OpenSSL must not
+        /// prompt on the terminal or stdin, which would block the connection's thread for good.
+        @Test func passphraseProtectedKeyFailsWithoutPrompting() async throws {
+            let key = NSTemporaryDirectory() + "warren-encrypted-\(UUID().uuidString).key"
+            defer { unlink(key) }
+            _ = try await Servers.run("/usr/bin/openssl", ["pkey", "-in", "\(TLSServers.dir)/client.key", "-aes256", "-passout", "pass:secret", "-out", key])
+            let clock = ContinuousClock()
+            let start = clock.now
+            let error = try await connectError(TLSServers.url("\(TLSServers.trusted)&certfile=\(TLSServers.dir)/client.pem&keyfile=\(key)"), name: "encrypted-key")
+            #expect(clock.now - start < .seconds(5), "no prompt: it failed at once")
+            #expect(error.code == .tlsFailed)
+            #expect(error.message.contains("keyfile"), "\(error)")
+        }
+
         @Test func tlsToThePlainPort() async throws {
             let error = try await connectError(TLSServers.url(port: TLSServers.plainPort, "\(TLSServers.trusted)&\(TLSServers.clientCertificate)"), name: "tls-to-plain")
             #expect(error.code == .tlsFailed)

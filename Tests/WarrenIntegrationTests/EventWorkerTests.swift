@@ -212,7 +212,11 @@ extension Integration {
             try await Servers.start(.rabbitmq)
             #expect(notReady != nil, "readiness must fail at once when the broker goes")
             #expect(alive == 200)
-            #expect(await worker.waitForStatus("/internal/ready", 200, timeout: 15) != nil, "ready again after reconnect")
+            // Bounded by the reconnect backoff (up to 10 s between attempts) after the broker's own
+            // restart, which takes several seconds on a loaded machine.
+            let back = await worker.waitForStatus("/internal/ready", 200, timeout: 30)
+            #expect(back != nil, "ready again after reconnect")
+            print("brokerRestartMidStream: ready again \(back.map { String(format: "%.1f", $0) } ?? "never") s after the broker answered")
             // The fixture's own connection died with the broker: look through a new one.
             let g = try await f.reconnected()
             #expect(try await g.until(60) { try await g.state(rows: 10_000) })
@@ -231,13 +235,21 @@ extension Integration {
             let clock = ContinuousClock()
             let signalled = clock.now
             worker.signal(SIGTERM)
-            let notReady = await worker.waitForStatus("/internal/ready", 503, timeout: 1)
+            // Readiness fails at once: within a second the probe answers 503, or nothing answers
+            // any more (a worker whose in-flight messages finished in a few ms has closed its side
+            // port already), which is fine as long as it said it was shutting down.
+            var last: Int?? = .none
+            while clock.now - signalled < .seconds(1) {
+                let answer = await worker.probe("/internal/ready")?.status
+                last = .some(answer)
+                if answer != 200 { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
             let status = await worker.waitForExit(timeout: 25)
             let took = clock.now - signalled
-            // Readiness fails at once; a worker whose in-flight messages finish within a few ms may
-            // be gone (side port closed) before the first probe, which is fine as long as it said so.
             let saidShuttingDown = worker.output.contains("shutting down: readiness fails")
-            #expect(notReady != nil || (took < .seconds(1) && saidShuttingDown), "readiness fails at once on SIGTERM")
+            let failed = last == .some(503) || (last == .some(nil) && saidShuttingDown)
+            #expect(failed, "readiness fails at once on SIGTERM (last answer within 1 s: \(String(describing: last)))")
             #expect(status == 0, "exit 0: \(worker.output.suffix(2000))")
             #expect(took < .seconds(20), "within the drain timeout")
             let rows = try await f.rows()

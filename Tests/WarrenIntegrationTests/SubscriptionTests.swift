@@ -40,5 +40,39 @@ extension Integration {
             await publisher.deleteTopology(of: queue, retry: [service.subscription.options.retry])
             await publisher.close()
         }
+
+        /// A reconnect only checks the topology (passive declares); something found missing — here
+        /// the dead-letter queue, deleted while the worker ran — is declared again in full, so dead
+        /// letters are never routed into nothing.
+        @Test func aReconnectRedeclaresWhatWentMissing() async throws {
+            let queue = uniqueName("redeclare")
+            let retry = RetryPolicy(maxAttempts: 1, initialDelay: .milliseconds(20), maximumDelay: .milliseconds(20))
+            let service = SubscriptionService(
+                subscription: Subscription(Topology(queue: queue), options: SubscriptionOptions(prefetch: 10, concurrency: 1, retry: retry)) { deliveries in
+                    deliveries.map { _ in .deadLetter(reason: "test") }
+                },
+                configuration: try AMQPConfiguration(url: Servers.amqpURL),
+                reconnectPolicy: ReconnectPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200)),
+                logger: Logger(label: "warren.test"))
+            let running = Task { await service.run() }
+            await service.waitUntilStarted()
+            let admin = try await AMQPConnection.connect(configuration: try AMQPConfiguration(url: Servers.amqpURL))
+            _ = try await admin.deleteQueue("\(queue).dead")
+            let first = service.current.connection
+            await first?.close()
+            let back = await eventually(timeout: .seconds(15), every: .milliseconds(50)) {
+                guard let connection = service.current.connection, connection !== first, service.current.consumerTag != nil else { return false }
+                return connection.state.isOpen
+            }
+            #expect(back, "consuming again after the reconnect")
+            try await admin.publish(Array("poison".utf8), routingKey: queue)
+            #expect(try await eventually(timeout: .seconds(10)) {
+                try await admin.inspectQueue("\(queue).dead").messageCount == 1
+            }, "the dead-letter queue was declared again and received the dead letter")
+            service.stop()
+            _ = await running.result
+            await admin.deleteTopology(of: queue, retry: [retry])
+            await admin.close()
+        }
     }
 }

@@ -3,6 +3,7 @@ import Testing
 import Warren
 import WarrenAMQP
 import WarrenPostgres
+import WarrenRedis
 import WarrenTestSupport
 
 /// event-worker (as deployed: uid 10001, no capabilities) with all three connections over TLS.
@@ -36,7 +37,14 @@ extension Integration {
             let drained = try await f.until(60) { try await f.state(rows: 1_000, dead: 0) }
             let summary = await f.describe()
             #expect(drained, "\(summary)\n\(worker.output.suffix(2_000))")
-            #expect(await worker.probe("/internal/ready")?.status == 200)
+            // Readiness names the broker, Redis and Postgres in use (host:port, no credentials).
+            let ready = await worker.probe("/internal/ready")
+            let body = ready?.bodyText ?? ""
+            #expect(ready?.status == 200, "\(body)")
+            for endpoint in ["127.0.0.1:\(TLSServers.tlsPort)", "127.0.0.1:\(try RedisConfiguration(url: WorkerTLS.redis).port)",
+                             "127.0.0.1:\(try PostgresConfiguration(url: Servers.databaseURL).port)"] {
+                #expect(body.contains("\"componentId\":\"\(endpoint)\""), "\(endpoint) in \(body)")
+            }
 
             // RabbitMQ lists the worker's connection on its TLS port, with the client certificate.
             let connections = try await Servers.services(
@@ -51,8 +59,8 @@ extension Integration {
             let counts = sessions.rows.first?.map { Int($0 ?? "") ?? 0 } ?? []
             #expect(counts.count == 2 && counts[1] > 0 && counts[0] == counts[1], "TLS sessions, all sessions: \(counts)")
             // Redis's TLS port speaks only TLS, and the readiness check's PING went through it.
-            let ready = await worker.probe("/internal/ready/redis")
-            #expect(ready?.status == 200, "\(ready?.bodyText ?? "no answer")")
+            let redisReady = await worker.probe("/internal/ready/redis")
+            #expect(redisReady?.status == 200, "\(redisReady?.bodyText ?? "no answer")")
 
             worker.signal(SIGTERM)
             #expect(await worker.waitForExit(timeout: 25) == 0)

@@ -77,7 +77,18 @@ struct PostgresTLSTests {
     @Test func plainConnectionWhereTheServerRequiresTLS() async throws {
         let error = try await failure(url(user: "warren_cert", "sslmode=disable"))
         #expect(error.code == .tlsFailed)
-        #expect(error.message.contains("only over TLS"), "\(error)")
+        #expect(error.message.contains("rejects this user without TLS"), "\(error)")
+    }
+
+    /// Not TLS failures, though libpq's text mentions encryption or SSL: left as connect failures.
+    @Test func classificationKeepsOtherFailuresApart() throws {
+        let config = try PostgresConfiguration(url: url("sslmode=prefer"))
+        let noEntry = #"no pg_hba.conf entry for host "10.0.0.1", user "app", database "app", no encryption"#
+        #expect(PostgresTLS.error(noEntry, endpoint: "db:5432", config) == nil)
+        let preferThenPassword = #"connection to server at "db" (10.0.0.1), port 5432 failed: SSL error: unexpected eof while reading connection to server at "db" (10.0.0.1), port 5432 failed: FATAL: password authentication failed for user "app""#
+        #expect(PostgresTLS.error(preferThenPassword, endpoint: "db:5432", config) == nil)
+        let rejected = #"FATAL: pg_hba.conf rejects connection for host "127.0.0.1", user "warren_cert", database "postgres", no encryption"#
+        #expect(PostgresTLS.error(rejected, endpoint: "db:5432", config)?.code == .tlsFailed)
     }
 
     @Test func keyThatOthersCanReadIsRefusedWithTheFix() async throws {

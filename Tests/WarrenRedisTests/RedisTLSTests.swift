@@ -120,7 +120,7 @@ struct RedisTLSTests {
         // A plain Redis waits for the end of a command line that the ClientHello never completes:
         // the handshake times out, and the message names the likely cause.
         var config = try RedisConfiguration(url: url(port: plainPort, "\(trusted)&\(clientCertificate)"))
-        config.commandTimeout = .milliseconds(300)
+        config.connectTimeout = .milliseconds(300)  // bounds the handshake
         let redis = RedisClient(configuration: config)
         let (error, elapsed) = await timed { try await redis.ping() }
         await redis.shutdown()
@@ -129,13 +129,27 @@ struct RedisTLSTests {
         #expect(redisError.message.contains("TLS handshake"), "\(redisError)")
         #expect(redisError.message.contains("does not speak TLS there"), "\(redisError)")
         #expect(redisError.message.contains("use redis://"), "\(redisError)")
-        #expect(elapsed < .milliseconds(700), "took \(elapsed)")
+        #expect(elapsed < .milliseconds(300) + .seconds(1), "bounded by the connect timeout, took \(elapsed)")
     }
 
     @Test func plainToTheTLSPort() async throws {
         let error = try await pingError("redis://127.0.0.1:\(tlsPort)/0")
         #expect(error.code == .connectFailed, "\(error)")
         #expect(error.message.contains("speaks TLS; use rediss://"), "\(error)")
+    }
+
+    /// A key with a passphrase (none can be given) fails at once: OpenSSL must not prompt on the
+    /// terminal or stdin, which would block the client's thread for good.
+    @Test func passphraseProtectedKeyFailsWithoutPrompting() async throws {
+        let key = NSTemporaryDirectory() + "warren-encrypted-\(UUID().uuidString).key"
+        defer { unlink(key) }
+        _ = try await Servers.run("/usr/bin/openssl", ["pkey", "-in", "\(dir)/client.key", "-aes256", "-passout", "pass:secret", "-out", key])
+        let clock = ContinuousClock()
+        let start = clock.now
+        let failure = try await pingError(url("\(trusted)&ssl_certfile=\(dir)/client.pem&ssl_keyfile=\(key)"))
+        #expect(clock.now - start < .seconds(5), "no prompt: it failed at once")
+        #expect(failure.code == .tlsFailed, "\(failure)")
+        #expect(failure.message.contains("ssl_keyfile") || failure.message.contains("key"), "\(failure)")
     }
 
     @Test func unreadableCertificateFile() async throws {
@@ -162,6 +176,7 @@ struct RedisTLSTests {
     @Test func frozenServerTimesOutThenRecovers() async throws {
         var config = configuration
         config.commandTimeout = .milliseconds(500)
+        config.connectTimeout = .milliseconds(500)  // the reconnect's TLS handshake
         let redis = RedisClient(configuration: config)
         try await redis.ping()
         try await Servers.whileFrozen(.redis) {
@@ -172,7 +187,7 @@ struct RedisTLSTests {
                 let redisError = try #require(error as? RedisError)
                 #expect(redisError.code == .timeout, "\(redisError)")
                 #expect(elapsed >= .milliseconds(450))
-                #expect(elapsed < .milliseconds(800), "took \(elapsed)")
+                #expect(elapsed < .milliseconds(500) + .seconds(1), "bounded by the timeout, took \(elapsed)")
             }
         }
         let recovered = await eventually(timeout: .seconds(2)) { (try? await redis.ping()) != nil }

@@ -51,7 +51,7 @@ struct RedisURLTests {
         ("rediss://h/0?ssl_keyfile=/etc/hostname", "'ssl_keyfile' needs 'ssl_certfile'"),
         ("rediss://h/0?ssl_ca_certs=/nonexistent/ca.pem", "'ssl_ca_certs': cannot read /nonexistent/ca.pem"),
         ("rediss://h/0?ssl_keyfile=/nonexistent/k.pem&ssl_certfile=/etc/hostname", "'ssl_keyfile': cannot read"),
-        ("rediss://h/0?ssl_ca_certs=/tmp", "'ssl_ca_certs': /tmp is a directory"),
+        ("rediss://h/0?ssl_ca_certs=/tmp", "'ssl_ca_certs': /tmp is not a regular file"),
         ("rediss://h/0?ssl_ca_certs=", "'ssl_ca_certs' is empty"),
         ("rediss://h/0?ssl_check_hostname=false", "'ssl_check_hostname' is not supported"),
         ("redis//h", "expected redis://"),

@@ -20,7 +20,8 @@ extension ConnectionOwner {
         let what = command.what
         switch command {
         case .declareExchange(let exchange):
-            _ = amqp_exchange_declare(conn, channel, arena.bytes(exchange.name), arena.bytes(exchange.type), 0,
+            _ = amqp_exchange_declare(conn, channel, arena.bytes(exchange.name), arena.bytes(exchange.type),
+                                      exchange.passive ? 1 : 0,
                                       exchange.durable ? 1 : 0, exchange.autoDelete ? 1 : 0, exchange.isInternal ? 1 : 0,
                                       arena.table(exchange.arguments))
             return outcome(doing: what) { .done }
