@@ -20,6 +20,10 @@ extension HealthCheck {
     /// round trip to the broker (a passive declare on the consumer's channel), not by a local flag. A
     /// subscription paused by its gate proves the round trip alone. The subscriptions are verified
     /// concurrently; the first failure names its queue.
+    ///
+    /// Slower defaults than Redis and Postgres (800 ms, every 500 ms): the round trip queues behind
+    /// the deliveries the connection's owner thread is reading, and a broker that stops answering is
+    /// also caught by the heartbeat and the socket, which pause consumption on their own.
     public static func rabbitmq(timeout: Duration = .milliseconds(800), interval: Duration = .milliseconds(500),
                                 _ subscriptions: @escaping @Sendable () -> [SubscriptionService]) -> HealthCheck {
         // componentId: the broker(s) in use, host:port (never credentials), so a probe shows which

@@ -62,8 +62,18 @@ extension SubscriptionService {
         if let spans, let tracer = environment.tracer {
             for (span, outcome) in zip(spans, outcomes) { tracer.end(span, outcome: outcome) }
         }
-        for (delivery, outcome) in zip(chunk, outcomes) {
-            metrics.handlerDuration.recordNanoseconds(share)
+        for _ in chunk { metrics.handlerDuration.recordNanoseconds(share) }
+        // The plain acks first, together (one lock and one wake-up of the I/O thread for the chunk),
+        // then whatever needs a copy published.
+        if outcomes.allSatisfy({ $0 == .ack }) {
+            AMQPDelivery.ack(chunk)
+            metrics.acked.increment(by: Int64(chunk.count))
+            return
+        }
+        let acked = zip(chunk, outcomes).compactMap { $1 == .ack ? $0 : nil }
+        AMQPDelivery.ack(acked)
+        metrics.acked.increment(by: Int64(acked.count))
+        for (delivery, outcome) in zip(chunk, outcomes) where outcome != .ack {
             await settle(delivery, outcome, timedOut: timedOut, on: connection)
         }
     }

@@ -62,6 +62,19 @@ final class ConnectionCore: Sendable {
         if wake { self.wake.signal() }
     }
 
+    /// Queues an ack for each of `deliveries` (all of this connection) under one lock.
+    func acknowledge(_ deliveries: some Collection<AMQPDelivery>) {
+        let wake = inbox.withLock { inbox -> Bool in
+            guard inbox.accepting else { return false }
+            inbox.settlements.reserveCapacity(inbox.settlements.count + deliveries.count)
+            for delivery in deliveries {
+                inbox.settlements.append(QueuedSettlement(channel: delivery.channel, deliveryTag: delivery.deliveryTag, settlement: .ack))
+            }
+            return Self.markWake(&inbox)
+        }
+        if wake { self.wake.signal() }
+    }
+
     /// Queues a command for the owner thread, or fails it at once when the connection is closed.
     func submit(_ command: PendingCommand) {
         let (accepted, wake) = inbox.withLock { inbox -> (Bool, Bool) in

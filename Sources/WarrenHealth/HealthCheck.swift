@@ -55,14 +55,15 @@ public struct HealthCheck: Sendable {
     /// probe and reported as the entry's `componentId`; `nil` reports none. Never a secret.
     public var componentID: (@Sendable () -> String?)?
 
-    /// Creates a check. Defaults: a readiness check measuring `responseTime`, failing after 800 ms,
-    /// run every 500 ms, not gating consumption.
+    /// Creates a check. Defaults: a readiness check measuring `responseTime`, failing after 500 ms,
+    /// run every 250 ms, not gating consumption: a dependency that stops answering is reported
+    /// within 750 ms (interval + timeout), under the second a Kubernetes probe period allows.
     public init(
         name: String,
         measurement: String = "responseTime",
         kind: HealthCheckKind = .readiness,
-        timeout: Duration = .milliseconds(800),
-        interval: Duration = .milliseconds(500),
+        timeout: Duration = .milliseconds(500),
+        interval: Duration = .milliseconds(250),
         gatesConsumption: Bool = false,
         componentID: (@Sendable () -> String?)? = nil,
         probe: @escaping @Sendable () async throws -> Void

@@ -6,8 +6,8 @@ extension HealthCheck {
     ///
     /// - Parameter gatesConsumption: pause consumption while it fails (for handlers that write to
     ///   Postgres: their messages then wait in the queue instead of failing).
-    public static func postgres(_ client: PostgresClient, timeout: Duration = .milliseconds(800),
-                                interval: Duration = .milliseconds(500), gatesConsumption: Bool = false) -> HealthCheck {
+    public static func postgres(_ client: PostgresClient, timeout: Duration = .milliseconds(500),
+                                interval: Duration = .milliseconds(250), gatesConsumption: Bool = false) -> HealthCheck {
         HealthCheck(name: "postgres", kind: .readiness, timeout: timeout, interval: interval,
                     gatesConsumption: gatesConsumption, componentID: { [endpoint = client.configuration.endpoint] in endpoint }) {
             try await client.selectOne()

@@ -49,7 +49,7 @@ extension Integration {
 
         @Test func redisCheck() async throws {
             let (redis, postgres) = try Self.clients()
-            let harness = try await HealthHarness(extraChecks: [.redis(redis, interval: .milliseconds(250))])
+            let harness = try await HealthHarness(extraChecks: [.redis(redis)])
             try await exercise(.redis, harness: harness)
             await harness.stop()
             await redis.shutdown()
@@ -62,7 +62,7 @@ extension Integration {
             config.connectTimeout = .milliseconds(500)
             config.commandTimeout = .milliseconds(500)
             let redis = RedisClient(configuration: config)
-            let harness = try await HealthHarness(extraChecks: [.redis(redis, interval: .milliseconds(250))])
+            let harness = try await HealthHarness(extraChecks: [.redis(redis)])
             try await exercise(.redis, harness: harness)
             await harness.stop()
             await redis.shutdown()
@@ -70,7 +70,7 @@ extension Integration {
 
         @Test func postgresCheck() async throws {
             let (redis, postgres) = try Self.clients()
-            let harness = try await HealthHarness(extraChecks: [.postgres(postgres, interval: .milliseconds(250))])
+            let harness = try await HealthHarness(extraChecks: [.postgres(postgres)])
             try await exercise(.postgres, harness: harness)
             await harness.stop()
             await redis.shutdown()
