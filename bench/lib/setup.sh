@@ -2,8 +2,8 @@
 # built, and the benchmark's own server instance up. Not meant to be run on its own.
 #
 # After it: $ROOT (the repository), $OUT (bench/out), $PY (the venv's python), $WORKER (the
-# release event-worker), bench/out/{consumer,publisher}, and AMQP_URL / REDIS_URL /
-# DATABASE_URL exported for the bench instance.
+# release event-worker, built by scripts/build-release), bench/out/{consumer,publisher}, and
+# AMQP_URL / REDIS_URL / DATABASE_URL exported for the bench instance.
 #
 # Environment (all optional):
 #   WARREN_STATE_DIR   the bench's server instance (default /tmp/warren-bench: NOT the tests' default
@@ -91,18 +91,19 @@ LOCKED=()
 
 # build_worker SRC SCRATCH NAME [SWIFT BUILD OPTIONS...]: builds event-worker (release) of the package in
 # SRC with the SwiftPM scratch path SCRATCH (unless BENCH_SKIP_BUILD=1), links it as $OUT/bin/NAME and
-# prints that path.
+# prints that path. The build is this tree's scripts/build-release (--static-swift-stdlib, as the
+# image's), whatever the commit in SRC, so that contenders differ only in their source.
 # Run under a name of its own (a link to the same binary): the machine is shared, and a process
 # named event-worker was twice seen stopped by a signal the bench did not send.
 build_worker() {
     local src=$1 scratch=$2 name=$3 built
     shift 3
     if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-        note "swift build -c release --product event-worker --scratch-path $scratch $* (in $src)"
-        (cd "$src" && "${LOCKED[@]}" swift build -c release --product event-worker --scratch-path "$scratch" "$@" >&2) ||
+        note "scripts/build-release --scratch-path $scratch $* (in $src)"
+        (cd "$src" && "${LOCKED[@]}" "$ROOT/scripts/build-release" --scratch-path "$scratch" "$@" >&2) ||
             die "swift build failed (in $src)"
     fi
-    built=$(cd "$src" && swift build -c release --scratch-path "$scratch" "$@" --show-bin-path)/event-worker
+    built=$(cd "$src" && "$ROOT/scripts/build-release" --show-bin-path --scratch-path "$scratch" "$@")/event-worker
     [[ -x $built ]] || die "$built not built"
     mkdir -p "$OUT/bin"
     ln -sfn "$built" "$OUT/bin/$name"
