@@ -55,6 +55,7 @@ if BASELINE:
 # tax): {handler: {kind: [drain results, each with "probes"]}}.
 PROBED: dict[str, dict[str, list[dict]]] = {}
 problems: list[str] = []
+findings: list[str] = []  # seen, not failures: e.g. a probe that failed during a drain
 runs_log: list[str] = []  # one markdown row per measurement run
 
 
@@ -105,7 +106,8 @@ def drain(watch: BrokerWatch, kind: str, handler: str, n: int, run_no: int, perf
     that moment, before it is stopped (the C consumer, which exits by itself at the end, as the
     zombie it is until reaped). With `probe`, bench/out/prober GETs those paths every PROBE_MS ms
     meanwhile; the probes that started between the first delivery (or the first answer, if later)
-    and the end of the drain are kept."""
+    and the end of the drain are kept (of each path, from its first 2xx if that came later: a worker
+    still starting is not ready yet)."""
     tag = f"{handler}{'-probe' if probe else ''}{'-perf' if perf else ''}.{run_no}"
     publish(QUEUE, n, reset=True)
     if handler == "ingest":
@@ -153,9 +155,12 @@ def drain(watch: BrokerWatch, kind: str, handler: str, n: int, run_no: int, perf
               "pid": proc.pid, "run": run_no}
     extra = ""
     if probed is not None:
-        answered = [p[0] for p in probed["probes"] if p[2] != 0]
-        lo = max(t_first, min(answered)) if answered else t_first
-        kept = [p for p in probed["probes"] if lo <= p[0] <= t_end]
+        kept = []
+        for path in probe:  # from the first delivery, or from the path's first 2xx if later (start-up)
+            mine = [p for p in probed["probes"] if p[1] == path]
+            ok = [p[0] for p in mine if 200 <= p[2] < 300]
+            lo = max(t_first, min(ok)) if ok else t_first
+            kept += [p for p in mine if lo <= p[0] <= t_end]
         result["probe_list"] = kept
         result["probes"] = {path: probe_stats(kept, path) for path in probe}
         result["prober_cpu"] = probed["cpu"] / max(1e-9, probed["wall"])
@@ -164,8 +169,8 @@ def drain(watch: BrokerWatch, kind: str, handler: str, n: int, run_no: int, perf
             f" non-2xx {st['non2xx']}" for path, st in result["probes"].items())
         extra += f"; prober CPU {result['prober_cpu'] * 100:.1f} %"
         for path, st in result["probes"].items():
-            if st["non2xx"]:
-                problems.append(f"{handler} probe run {run_no}: {NAMES[kind]}: {path} answered {st['non2xx']} of "
+            if st["non2xx"]:  # a finding about the worker under load, not a failed run
+                findings.append(f"{handler} probe run {run_no}: {NAMES[kind]}: {path} answered {st['non2xx']} of "
                                 f"{st['count']} probes with no 2xx (statuses {st['statuses']}; 0: no answer) "
                                 f"during the drain (log {(LOGS / f'{tag}.{kind}.probes').relative_to(ROOT)})")
     if perf is None:
@@ -400,7 +405,8 @@ def callgrind(watch: BrokerWatch, kind: str, n: int) -> dict:
     self. The total covers the whole process, start-up and shutdown included. Valgrind runs a copy
     without DWARF debug info (`objcopy --strip-debug`; the symbol table stays, so functions keep their
     names): Debian 12's valgrind 3.19 cannot read the DWARF 5 that Swift 6 emits ("unhandled dwarf2
-    abbrev form code 0x25 … Possibly corrupted debuginfo file … Giving up")."""
+    abbrev form code 0x25 … Possibly corrupted debuginfo file … Giving up"), and it runs with
+    bench/c/sigsuspend-shim.c preloaded (valgrind 3.19 dies on libdispatch's sigsuspend otherwise)."""
     binary, _ = WARRENS[kind]
     stripped = OUT / "bin" / f"{Path(binary).name}-nodebug"
     run(["objcopy", "--strip-debug", os.path.realpath(binary), stripped])
@@ -411,6 +417,7 @@ def callgrind(watch: BrokerWatch, kind: str, n: int) -> dict:
     wait_port_free(PORT)
     _, env = worker_cmd(kind, "noop")
     t0 = monotonic()
+    env["LD_PRELOAD"] = str(OUT / "sigsuspend-shim.so")  # bench/c/sigsuspend-shim.c: valgrind 3.19 and libdispatch
     proc = Proc(kind, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={data}", stripped, "run"], env,
                 LOGS / f"callgrind.{kind}.log")
     try:
@@ -419,7 +426,7 @@ def callgrind(watch: BrokerWatch, kind: str, n: int) -> dict:
         proc.terminate(timeout=120)
         log = proc.log_path.read_text(errors="replace")
         why = re.search(r"^(?:--|==)\d+-* (VALGRIND INTERNAL ERROR.*|Valgrind: debuginfo reader.*)$", log, re.M)
-        where = re.search(r"^==\d+==\s+at 0x\w+: (\S+) \(in ([^)]+)\)", log, re.M)
+        where = re.search(r"^==\d+==\s+at 0x\w+: (\S+) \(in ([^)]+)\)", log.split("sched status:")[-1], re.M)
         raise RuntimeError(f"valgrind: {why.group(1) if why else e}"
                            + (f" (client at {where.group(1)} in {Path(where.group(2)).name})" if where else "")
                            + f"; log {proc.log_path.relative_to(ROOT)}") from None
@@ -816,7 +823,9 @@ def write_doc(ctx: dict) -> None:
         a("## Before / after")
         a("")
         a(f"\"before\" is event-worker (release) built from `{ctx['baseline_subject']}`; \"after\" is the work "
-          "tree's build (Versions, above). Both ran in this invocation, alternating with the other contenders.")
+          "tree's build (Versions, above). Both ran in this invocation, alternating with the other contenders."
+          + (" The work tree's Sources and Package.* were the same as the baseline's, so both are the same "
+             "binary: their differences here are the noise of this machine." if ctx.get("baseline_same") else ""))
         a("")
         a("| measure | before | after | after / before |")
         a("| --- | ---: | ---: | ---: |")
@@ -870,6 +879,12 @@ def write_doc(ctx: dict) -> None:
             a(f"### {title}")
             a("")
             a(text)
+    if findings:
+        a("## Seen during this run (findings, not failures)")
+        a("")
+        for f in findings:
+            a(f"- {f}")
+        a("")
     if problems:
         a("## Problems seen during this run")
         a("")
@@ -916,7 +931,9 @@ def callgrind_text(ctx: dict) -> str:
         parts.append(f"One more no-op drain of {CALLGRIND_N:,} messages per build, event-worker (`HANDLER=noop "
                      f"PREFETCH={NOOP_PREFETCH}`) run under `valgrind --tool=callgrind` (instructions executed, Ir: "
                      "deterministic, unlike time on a shared machine; valgrind runs the threads one at a time, ~50× "
-                     "slower; the binary's DWARF debug info stripped, which valgrind 3.19 cannot read). The total is "
+                     "slower; the binary's DWARF debug info stripped, which valgrind 3.19 cannot read, and "
+                     "`bench/c/sigsuspend-shim.c` preloaded, without which valgrind 3.19 dies on libdispatch's "
+                     "`sigsuspend`). The total is "
                      "the whole process from exec to exit after SIGTERM: start-up, the drain, idling until the harness "
                      "sees the queue empty, and shutdown are all in it; Ir per message is that total ÷ messages, so "
                      "the fixed costs are spread over them (no idle baseline is subtracted). Function names demangled "
@@ -1012,9 +1029,9 @@ def main() -> int:
     warrens = ["warren", "before"] if BASELINE else ["warren"]
     ctx["kinds"] = warrens
     if BASELINE:
-        ctx["baseline_subject"] = run(["git", "-C", ROOT, "log", "-1", "--format=%h %s", BASELINE_COMMIT])[:90]
+        ctx["baseline_subject"] = run(["git", "-C", ROOT, "log", "-1", "--format=%h %s", BASELINE_COMMIT])[:72]
         if os.path.realpath(BASELINE) == os.path.realpath(WORKER):
-            ctx["baseline_subject"] += " (the same source as the work tree: the same binary)"
+            ctx["baseline_same"] = True
     note(f"N={N} (ingest {INGEST_N}), {RUNS} runs, wrk {WRK_SECONDS} s, baseline {BASELINE_COMMIT or 'none'}, "
          f"load {ctx['load_start']}")
     LOGS.mkdir(parents=True, exist_ok=True)

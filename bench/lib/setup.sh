@@ -86,6 +86,8 @@ for p in consumer publisher; do
         die "building bench/c/$p.c failed"
 done
 cc -O2 -Wall -Wextra -std=gnu11 -o "$OUT/prober" bench/c/prober.c || die "building bench/c/prober.c failed"
+cc -O2 -Wall -Wextra -std=gnu11 -shared -fPIC -o "$OUT/sigsuspend-shim.so" bench/c/sigsuspend-shim.c ||
+    die "building bench/c/sigsuspend-shim.c failed"
 
 # LOCKED: prefix for a build or a measurement (flock on BENCH_LOCK, or nothing).
 LOCKED=()
