@@ -31,7 +31,7 @@ PORT = common.env_int("BENCH_HEALTH_PORT", 18090)
 PROFILE = os.environ.get("BENCH_PROFILE", "auto")  # auto: profile Warren where it misses a target; 0: never
 PROBE_MS = common.env_int("BENCH_PROBE_MS", 5)
 CALLGRIND = os.environ.get("BENCH_CALLGRIND", "1")  # 0: no callgrind instruction counts
-CALLGRIND_N = common.env_int("BENCH_CALLGRIND_N", 20_000)
+CALLGRIND_N = common.env_int("BENCH_CALLGRIND_N", 50_000)
 FREEZE_CAP = 10.0  # seconds a frozen dependency is left frozen at most, waiting for readiness to fail
 QUEUE = "bench-events"
 WORKER = os.environ["WORKER"]
@@ -400,26 +400,46 @@ def freeze_once(proc: Proc, dep: str) -> tuple[float, int, float]:
 
 
 def callgrind(watch: BrokerWatch, kind: str, n: int) -> dict:
-    """One no-op drain of n messages with event-worker under `valgrind --tool=callgrind` (no hardware
-    counters needed; deterministic): total instructions (Ir) and the top functions, inclusive and
-    self. The total covers the whole process, start-up and shutdown included. Valgrind runs a copy
-    without DWARF debug info (`objcopy --strip-debug`; the symbol table stays, so functions keep their
-    names): Debian 12's valgrind 3.19 cannot read the DWARF 5 that Swift 6 emits ("unhandled dwarf2
-    abbrev form code 0x25 … Possibly corrupted debuginfo file … Giving up"), and it runs with
-    bench/c/sigsuspend-shim.c preloaded (valgrind 3.19 dies on libdispatch's sigsuspend otherwise)."""
+    """Instructions per message of a no-op drain under `valgrind --tool=callgrind` (no hardware counters
+    needed; deterministic): two drains, of n and of n / 5 messages, so that the difference ÷ the
+    difference in messages is what one more message costs, start-up, idling and shutdown (the same in
+    both) cancelling out; per function too (self and inclusive Ir per message, the same difference)."""
+    small = max(1, n // 5)
+    big_run, small_run = callgrind_drain(watch, kind, n), callgrind_drain(watch, kind, small)
+    per_msg = (big_run["total"] - small_run["total"]) / (n - small)
+    result = {"n": n, "small": small, "ir": big_run["total"], "ir_small": small_run["total"],
+              "ir_per_msg": per_msg, "ir_per_msg_whole": big_run["total"] / n, "secs": big_run["secs"]}
+    for key in ("self", "inclusive"):
+        diff = {fn: (ir - small_run[key].get(fn, 0)) / (n - small) for fn, ir in big_run[key].items()}
+        top = sorted(diff.items(), key=lambda kv: -kv[1])[:15]
+        lines = [f"{v:10,.0f}  {v / per_msg * 100:5.1f} %  {fn}" for fn, v in top]
+        demangled = subprocess.run(["swift", "demangle", "--simplified", "--compact"], input="\n".join(lines),
+                                   capture_output=True, text=True, timeout=60).stdout.rstrip()
+        result[key] = "\n".join(ln if len(ln) <= 170 else ln[:167] + "..." for ln in demangled.splitlines())
+    note(f"callgrind: {NAMES[kind]}: {big_run['total']:,} Ir for {n} messages, {small_run['total']:,} for {small}: "
+         f"{per_msg:,.0f} Ir per message ({big_run['total'] / n:,.0f} whole process ÷ {n})")
+    return result
+
+
+def callgrind_drain(watch: BrokerWatch, kind: str, n: int) -> dict:
+    """One no-op drain of n messages under callgrind: {"total": Ir, "self": {fn: Ir}, "inclusive": {fn: Ir},
+    "secs"}. Valgrind runs a copy without DWARF debug info (`objcopy --strip-debug`; the symbol table
+    stays, so functions keep their names): Debian 12's valgrind 3.19 cannot read the DWARF 5 that Swift 6
+    emits ("unhandled dwarf2 abbrev form code 0x25 … Possibly corrupted debuginfo file … Giving up"); and
+    with bench/c/sigsuspend-shim.c preloaded (valgrind 3.19 dies on libdispatch's sigsuspend otherwise)."""
     binary, _ = WARRENS[kind]
     stripped = OUT / "bin" / f"{Path(binary).name}-nodebug"
     run(["objcopy", "--strip-debug", os.path.realpath(binary), stripped])
-    data = OUT / f"callgrind.{kind}.out"
+    data = OUT / f"callgrind.{kind}.{n}.out"
     data.unlink(missing_ok=True)
     publish(QUEUE, n, reset=True)
     watch.wait_counts(QUEUE, n)
     wait_port_free(PORT)
     _, env = worker_cmd(kind, "noop")
+    env["LD_PRELOAD"] = str(OUT / "sigsuspend-shim.so")
     t0 = monotonic()
-    env["LD_PRELOAD"] = str(OUT / "sigsuspend-shim.so")  # bench/c/sigsuspend-shim.c: valgrind 3.19 and libdispatch
     proc = Proc(kind, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={data}", stripped, "run"], env,
-                LOGS / f"callgrind.{kind}.log")
+                LOGS / f"callgrind.{kind}.{n}.log")
     try:
         t_end = watch.wait_drained(QUEUE, t0, timeout=max(300, n / 20), alive=proc.alive)
     except RuntimeError as e:
@@ -437,30 +457,21 @@ def callgrind(watch: BrokerWatch, kind: str, n: int) -> dict:
     m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
     if not m:
         raise RuntimeError(f"no totals in {data} (valgrind log: {proc.log_tail()})")
-    total = int(m.group(1))
-
-    def top(inclusive: bool, limit: int = 15) -> str:
-        out = run(["callgrind_annotate", f"--inclusive={'yes' if inclusive else 'no'}", "--threshold=99", data],
-                  timeout=300)
-        lines = []
-        started = False
-        for ln in out.splitlines():
-            if re.match(r"^\s*[\d,]+ \(\s*[\d.]+%\)\s+\S", ln):
-                if "PROGRAM TOTALS" in ln:
-                    continue
-                started = True
-                ln = re.sub(r"\s+\[[^\]]*\]\s*$", "", ln.strip())  # the object file
-                lines.append(re.sub(r"\s{2,}", "  ", ln))
-            elif started and not ln.strip():
-                break
-        demangled = subprocess.run(["swift", "demangle", "--simplified", "--compact"], input="\n".join(lines[:limit]),
-                                   capture_output=True, text=True, timeout=60).stdout.strip()
-        return "\n".join(ln if len(ln) <= 170 else ln[:167] + "..." for ln in demangled.splitlines())
-    result = {"n": n, "ir": total, "ir_per_msg": total / n, "secs": t_end - t0,
-              "inclusive": top(True), "self": top(False)}
-    note(f"callgrind: {NAMES[kind]}: {n} messages in {result['secs']:.1f} s under valgrind: {total:,} Ir, "
-         f"{total / n:,.0f} Ir/msg")
-    return result
+    out = {"total": int(m.group(1)), "secs": t_end - t0}
+    for key in ("self", "inclusive"):
+        listing = run(["callgrind_annotate", f"--inclusive={'yes' if key == 'inclusive' else 'no'}",
+                       "--threshold=100", data], timeout=300)
+        fns: dict[str, int] = {}
+        for ln in listing.splitlines():
+            mm = re.match(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.+?)(?:\s+\[[^\]]*\])?\s*$", ln)
+            if not mm or "PROGRAM TOTALS" in ln:
+                continue
+            fn = mm.group(2).split(":", 1)[-1]  # file:function
+            if re.search(r"'\d+$", fn):  # a recursion level of callgrind's (async frames), not a function
+                continue
+            fns[fn] = fns.get(fn, 0) + int(mm.group(1).replace(",", ""))
+        out[key] = fns
+    return out
 
 
 def perf_instructions(watch: BrokerWatch, kind: str, n: int) -> dict:
@@ -916,7 +927,7 @@ def instr_label(ctx: dict) -> str:
     cg = [v for v in ctx.get("callgrind", {}).values() if isinstance(v, dict)]
     if any(v.get("perf") for v in cg):
         return f"perf stat instructions:u, {N:,} msgs"
-    return f"callgrind Ir, {CALLGRIND_N:,} msgs, whole process"
+    return f"callgrind Ir, marginal: {CALLGRIND_N:,} vs {CALLGRIND_N // 5:,} msgs"
 
 
 def callgrind_text(ctx: dict) -> str:
@@ -928,16 +939,17 @@ def callgrind_text(ctx: dict) -> str:
                      "messages (user-space instructions from just after exec to the drained queue ÷ messages; "
                      "no per-function breakdown: the perf profile below has that, by time).\n")
     else:
-        parts.append(f"One more no-op drain of {CALLGRIND_N:,} messages per build, event-worker (`HANDLER=noop "
-                     f"PREFETCH={NOOP_PREFETCH}`) run under `valgrind --tool=callgrind` (instructions executed, Ir: "
-                     "deterministic, unlike time on a shared machine; valgrind runs the threads one at a time, ~50× "
-                     "slower; the binary's DWARF debug info stripped, which valgrind 3.19 cannot read, and "
-                     "`bench/c/sigsuspend-shim.c` preloaded, without which valgrind 3.19 dies on libdispatch's "
-                     "`sigsuspend`). The total is "
-                     "the whole process from exec to exit after SIGTERM: start-up, the drain, idling until the harness "
-                     "sees the queue empty, and shutdown are all in it; Ir per message is that total ÷ messages, so "
-                     "the fixed costs are spread over them (no idle baseline is subtracted). Function names demangled "
-                     "with `swift demangle --simplified`; inclusive = the function and all it calls.\n")
+        parts.append(f"Two more no-op drains per build, of {CALLGRIND_N:,} and of {CALLGRIND_N // 5:,} messages, "
+                     f"event-worker (`HANDLER=noop PREFETCH={NOOP_PREFETCH}`) under `valgrind --tool=callgrind`: "
+                     "instructions executed (Ir), deterministic, unlike time on a shared machine (valgrind runs the "
+                     "threads one at a time, ~50× slower). Each total is the whole process from exec to exit after "
+                     "SIGTERM; **Ir per message is the difference of the two totals ÷ the difference in messages**, "
+                     "so start-up, idling and shutdown, the same in both, cancel out (the whole-process total ÷ "
+                     "messages is given beside it). The functions are ranked the same way: what each adds per "
+                     "message (self: its own instructions; inclusive: with all it calls; share of the per-message "
+                     "Ir). Names demangled with `swift demangle --simplified`. The binary's DWARF debug info is "
+                     "stripped (valgrind 3.19 cannot read Swift 6's DWARF 5; the symbol table stays), and "
+                     "`bench/c/sigsuspend-shim.c` is preloaded (valgrind 3.19 dies on libdispatch's `sigsuspend`).\n")
     for kind, r in cg.items():
         title = NAMES[kind] + (f" (`{ctx['baseline_subject'][:60]}`)" if kind == "before" else " (work tree)")
         if not isinstance(r, dict):
@@ -945,11 +957,15 @@ def callgrind_text(ctx: dict) -> str:
             continue
         parts.append(f"### {title}\n")
         unit = "instructions" if r.get("perf") else "Ir"
-        parts.append(f"{r['ir']:,} {unit} for {r['n']:,} messages: **{r['ir_per_msg']:,.0f} {unit} per message**"
-                     + (f" ({r['secs']:.1f} s under valgrind)." if "secs" in r else ".") + "\n")
-        if r.get("inclusive"):
-            parts.append("Top functions by inclusive Ir:\n\n```\n" + r["inclusive"] + "\n```\n")
-            parts.append("Top functions by self Ir:\n\n```\n" + r["self"] + "\n```\n")
+        if r.get("perf"):
+            parts.append(f"{r['ir']:,} {unit} for {r['n']:,} messages: **{r['ir_per_msg']:,.0f} {unit} per message**.\n")
+            continue
+        parts.append(f"{r['ir']:,} Ir for {r['n']:,} messages ({r['secs']:.1f} s under valgrind), {r['ir_small']:,} "
+                     f"for {r['small']:,}: **{r['ir_per_msg']:,.0f} Ir per message** (whole process ÷ "
+                     f"{r['n']:,}: {r['ir_per_msg_whole']:,.0f}).\n")
+        parts.append("What each function adds per message, self (Ir per message, share, function):\n\n```\n"
+                     + r["self"] + "\n```\n")
+        parts.append("… inclusive:\n\n```\n" + r["inclusive"] + "\n```\n")
     return "\n".join(parts) + "\n"
 
 
