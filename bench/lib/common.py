@@ -285,6 +285,19 @@ class Proc:
         except ChildProcessError:
             return self.p.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code (negative: the signal) once it has exited, reaped or not (see alive()); else None."""
+        if self.p.returncode is not None:
+            return self.p.returncode
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return self.p.poll()
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
     def status_kb(self, field: str) -> int:
         try:
             for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -388,7 +401,7 @@ def wait_http_2xx(proc: Proc, port: int, path: str, *, timeout: float = 60, ever
         if 200 <= status < 300:
             return monotonic()
         if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited (code {proc.p.returncode}) before {path} answered 2xx:\n"
+            raise RuntimeError(f"{proc.name} exited (code {proc.returncode}) before {path} answered 2xx:\n"
                                f"{proc.log_tail()}")
         if monotonic() > deadline:
             raise RuntimeError(f"{proc.name}: {path} not 2xx within {timeout:.0f} s (last status {status})")
