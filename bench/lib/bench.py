@@ -326,6 +326,8 @@ def idle_rss(watch: BrokerWatch, kinds: list[str]) -> dict[str, dict]:
                        timeout=60, what=f"{NAMES[kind]} to consume")
             time.sleep(2)
             out[kind] = {f: proc.status_kb(f) for f in ("VmRSS", "RssAnon", "RssFile", "Threads")}
+            runs_log.append(f"| idle RSS (no-op) | 1 | {NAMES[kind]} | | | | | | {out[kind]['VmRSS'] / 1024:.1f} MB "
+                            f"(anon {out[kind]['RssAnon'] / 1024:.1f}, file {out[kind]['RssFile'] / 1024:.1f}) | | {loadavg()} |")
             note(f"idle RSS: {NAMES[kind]}: {out[kind]['VmRSS'] / 1024:.1f} MB "
                  f"(anonymous {out[kind]['RssAnon'] / 1024:.1f}, file-backed {out[kind]['RssFile'] / 1024:.1f})")
         except Exception as e:  # noqa: BLE001
