@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import common
-from common import (LOGS, OUT, PEERS, ROOT, BrokerWatch, Proc, event_rows, http_get, loadavg, median, monotonic,
-                    note, publish, reset_ingest_state, run, wait_http_2xx, wait_port_free)
+from common import (LOGS, OUT, PEERS, ROOT, BrokerWatch, Proc, Prober, event_rows, http_get, loadavg, median,
+                    monotonic, note, percentile, probe_stats, publish, reset_ingest_state, run, wait_http_2xx,
+                    wait_port_free)
 
 common.PROG = "bench/run"
 
@@ -28,6 +29,10 @@ WRK_SECONDS = common.env_int("BENCH_WRK_SECONDS", 10)
 READY_RUNS = common.env_int("BENCH_READY_RUNS", 5)
 PORT = common.env_int("BENCH_HEALTH_PORT", 18090)
 PROFILE = os.environ.get("BENCH_PROFILE", "auto")  # auto: profile Warren where it misses a target; 0: never
+PROBE_MS = common.env_int("BENCH_PROBE_MS", 5)
+CALLGRIND = os.environ.get("BENCH_CALLGRIND", "1")  # 0: no callgrind instruction counts
+CALLGRIND_N = common.env_int("BENCH_CALLGRIND_N", 50_000)
+FREEZE_CAP = 10.0  # seconds a frozen dependency is left frozen at most, waiting for readiness to fail
 QUEUE = "bench-events"
 WORKER = os.environ["WORKER"]
 PY = os.environ["PY"]
@@ -40,7 +45,17 @@ NAMES = {"c": "C (librabbitmq)", "warren": "Warren", "faststream": "FastStream"}
 # The event-worker builds under test, by contender: (binary, environment on top of the bench's).
 # bench/run has one; bench/compare puts several here (two commits; plain and TLS URLs), with their NAMES.
 WARRENS: dict[str, tuple[str, dict]] = {"warren": (WORKER, {})}
+# BENCH_BASELINE's build (bench/run builds it; empty: none): the contender "Warren before".
+BASELINE = os.environ.get("BENCH_BASELINE_WORKER", "")
+BASELINE_COMMIT = os.environ.get("BENCH_BASELINE_COMMIT", "")
+if BASELINE:
+    WARRENS["before"] = (BASELINE, {})
+    NAMES["before"] = "Warren before"
+# Drains with the prober running (kept apart from the throughput and CPU figures, which they would
+# tax): {handler: {kind: [drain results, each with "probes"]}}.
+PROBED: dict[str, dict[str, list[dict]]] = {}
 problems: list[str] = []
+findings: list[str] = []  # seen, not failures: e.g. a probe that failed during a drain
 runs_log: list[str] = []  # one markdown row per measurement run
 
 
@@ -84,10 +99,16 @@ def stop(proc: Proc, what: str) -> int:
 # ---------------------------------------------------------------- throughput
 
 
-def drain(watch: BrokerWatch, kind: str, handler: str, n: int, run_no: int, perf: Path | None = None) -> dict:
+def drain(watch: BrokerWatch, kind: str, handler: str, n: int, run_no: int, perf: Path | None = None,
+          probe: list[str] | None = None) -> dict:
     """Prefills QUEUE with n events, runs the consumer until the broker reports the queue empty
-    with nothing unacknowledged, then stops it. Timed from exec."""
-    tag = f"{handler}{'-perf' if perf else ''}.{run_no}"
+    with nothing unacknowledged, then stops it. Timed from exec. The worker's CPU time is read at
+    that moment, before it is stopped (the C consumer, which exits by itself at the end, as the
+    zombie it is until reaped). With `probe`, bench/out/prober GETs those paths every PROBE_MS ms
+    meanwhile; the probes that started between the first delivery (or the first answer, if later)
+    and the end of the drain are kept (of each path, from its first 2xx if that came later: a worker
+    still starting is not ready yet)."""
+    tag = f"{handler}{'-probe' if probe else ''}{'-perf' if perf else ''}.{run_no}"
     publish(QUEUE, n, reset=True)
     if handler == "ingest":
         reset_ingest_state()
@@ -103,17 +124,19 @@ def drain(watch: BrokerWatch, kind: str, handler: str, n: int, run_no: int, perf
         t0 = monotonic()
     proc = start(kind, handler, tag)
     proc.start_sampling()
+    prober = Prober(PORT, probe, LOGS / f"{tag}.{kind}.probes", PROBE_MS) if probe else None
     try:
         t_end = watch.wait_drained(QUEUE, t0, timeout=max(120, n / 200), alive=proc.alive)
+        cpu = proc.cpu_seconds()
     finally:
         if recorder is not None:
             recorder.send_signal(2)
             recorder.wait(60)
+        probed = prober.stop() if prober is not None else None
     t_first = watch.first_after(QUEUE, t0, lambda r, u: r < n or u > 0) or t0
     hwm = proc.hwm_kb()
-    cpu = proc.cpu_seconds()
     rss = proc.stop_sampling()
-    rc = stop(proc, f"{handler} run {run_no}")
+    rc = stop(proc, f"{handler}{' probe' if probe else ''} run {run_no}")
     watch.wait_counts(QUEUE, 0)
     dead = watch.latest(QUEUE + ".dead")[1]
     if dead:
@@ -125,30 +148,77 @@ def drain(watch: BrokerWatch, kind: str, handler: str, n: int, run_no: int, perf
         if got != (n, n, n):
             problems.append(f"ingest run {run_no}: {NAMES[kind]} left (rows, distinct ids, ids in range) = {got}, not {n} each")
     secs = t_end - t0
+    cpu_first = proc.cpu_at(t_first)
     result = {"rate": n / secs, "steady": n / max(1e-9, t_end - t_first), "secs": secs,
               "first": t_first - t0, "rss_kb": rss, "hwm_kb": max(hwm, rss), "rc": rc, "cpu": cpu,
+              "cpu_us": cpu / n * 1e6, "cpu_steady_us": max(0.0, cpu - cpu_first) / n * 1e6,
               "pid": proc.pid, "run": run_no}
+    extra = ""
+    if probed is not None:
+        kept = []
+        for path in probe:  # from the first delivery, or from the path's first 2xx if later (start-up)
+            mine = [p for p in probed["probes"] if p[1] == path]
+            ok = [p[0] for p in mine if 200 <= p[2] < 300]
+            lo = max(t_first, min(ok)) if ok else t_first
+            kept += [p for p in mine if lo <= p[0] <= t_end]
+        result["probe_list"] = kept
+        result["probes"] = {path: probe_stats(kept, path) for path in probe}
+        result["prober_cpu"] = probed["cpu"] / max(1e-9, probed["wall"])
+        extra = "; probes " + ", ".join(
+            f"{path} n={st['count']} p50 {st['p50']:.2f} p99 {st['p99']:.2f} max {st['max']:.2f} ms"
+            f" non-2xx {st['non2xx']}" for path, st in result["probes"].items())
+        extra += f"; prober CPU {result['prober_cpu'] * 100:.1f} %"
+        for path, st in result["probes"].items():
+            if st["non2xx"]:  # a finding about the worker under load, not a failed run
+                findings.append(f"{handler} probe run {run_no}: {NAMES[kind]}: {path} answered {st['non2xx']} of "
+                                f"{st['count']} probes with no 2xx (statuses {st['statuses']}; 0: no answer) "
+                                f"during the drain (log {(LOGS / f'{tag}.{kind}.probes').relative_to(ROOT)})")
     if perf is None:
-        cpu_text = f"{cpu / secs * 100:.0f} %" if cpu else "–"
-        runs_log.append(f"| {handler} | {run_no} | {NAMES[kind]} | {n} | {secs:.2f} s | {result['rate']:,.0f} msg/s | "
-                        f"{result['first'] * 1000:.0f} ms | {cpu_text} | {rss / 1024:.1f} MB | {rc} {rows} | {load} |")
+        cpu_text = f"{cpu / secs * 100:.0f} % · {result['cpu_us']:.2f} µs/msg" if cpu else "–"
+        what = handler + (" + probes" if probe else "")
+        lat = f"{result['first'] * 1000:.0f} ms"
+        if probe:
+            lat += "; " + ", ".join(f"{path.rsplit('/', 1)[-1]} p99 {st['p99']:.2f} ms"
+                                    for path, st in result["probes"].items())
+        runs_log.append(f"| {what} | {run_no} | {NAMES[kind]} | {n} | {secs:.2f} s | {result['rate']:,.0f} msg/s | "
+                        f"{lat} | {cpu_text} | {rss / 1024:.1f} MB | {rc} {rows} | {load} |")
     note(f"{handler} run {run_no}: {NAMES[kind]}: {n} in {secs:.2f} s = {result['rate']:,.0f} msg/s "
-         f"(first delivery after {result['first'] * 1000:.0f} ms), max RSS {rss / 1024:.1f} MB, exit {rc}, load {load}")
+         f"(first delivery after {result['first'] * 1000:.0f} ms), CPU {result['cpu_us']:.2f} µs/msg, "
+         f"max RSS {rss / 1024:.1f} MB, exit {rc}, load {load}{extra}")
     return result
 
 
-def throughput(watch: BrokerWatch, handler: str, kinds: list[str], n: int) -> dict[str, list[dict]]:
+def throughput(watch: BrokerWatch, handler: str, kinds: list[str], n: int,
+               probe: dict[str, list[str]] | None = None) -> dict[str, list[dict]]:
+    """RUNS drains per contender, alternating who goes first. With `probe` ({kind: paths}), each run
+    then has one more drain per such contender with the prober on (results in PROBED[handler])."""
     results: dict[str, list[dict]] = {k: [] for k in kinds}
+    probed = PROBED.setdefault(handler, {k: [] for k in (probe or {})})
     for run_no in range(1, RUNS + 1):
         order = kinds[run_no - 1:] + kinds[:run_no - 1]  # alternate who goes first
-        for kind in order:
+        jobs = [(k, None) for k in order]
+        pkinds = [k for k in order if k in (probe or {})]
+        jobs += [(k, probe[k]) for k in (pkinds if run_no % 2 else pkinds[::-1])]  # type: ignore[index]
+        for kind, paths in jobs:
             try:
-                results[kind].append(drain(watch, kind, handler, n, run_no))
+                r = drain(watch, kind, handler, n, run_no, probe=paths)
+                (probed[kind] if paths else results[kind]).append(r)
             except Exception as e:  # noqa: BLE001 — record and go on
-                problems.append(f"{handler} run {run_no}: {NAMES[kind]}: {e}")
-                note(f"{handler} run {run_no}: {NAMES[kind]} FAILED: {e}")
+                what = f"{handler}{' probe' if paths else ''} run {run_no}"
+                problems.append(f"{what}: {NAMES[kind]}: {e}")
+                note(f"{what}: {NAMES[kind]} FAILED: {e}")
                 common.kill_leftovers()
     return results
+
+
+def pooled_probes(handler: str, kind: str, path: str) -> dict:
+    """probe_stats over every probed drain of one contender, all probes pooled (percentiles of the
+    pool, not medians of per-run percentiles), and the prober's median CPU share."""
+    runs = PROBED.get(handler, {}).get(kind, [])
+    st = probe_stats([p for r in runs for p in r.get("probe_list", [])], path)
+    st["prober_cpu"] = median([r["prober_cpu"] for r in runs if "prober_cpu" in r])
+    st["runs"] = len(runs)
+    return st
 
 
 # ---------------------------------------------------------------- health endpoints
@@ -235,6 +305,203 @@ def startup(kinds: list[str]) -> dict:
         runs_log.append(f"| exec→ready | 1–{READY_RUNS} | {NAMES[kind]} | | | "
                         + ", ".join(f"{v * 1000:.0f}" for v in results[kind]) + " ms | | | | | |")
     return results
+
+
+def idle_rss(watch: BrokerWatch, kinds: list[str]) -> dict[str, dict]:
+    """RSS of each no-op consumer idle: the queue holding one message, its consumer registered at the
+    broker and the message taken, then 2 s of nothing; once per contender. (The C consumer is told to
+    expect more than the queue holds, and SIGTERMed.)"""
+    out: dict[str, dict] = {}
+    for kind in kinds:
+        publish(QUEUE, 1, reset=True)
+        watch.wait_counts(QUEUE, 1)
+        if kind == "c":
+            proc = Proc(kind, [OUT / "consumer", QUEUE, "1000000"], {}, LOGS / f"idle.{kind}.log")
+        else:
+            proc = start(kind, "noop", "idle")
+        try:
+            since = monotonic()
+            watch.wait(lambda w: (w.first_after(QUEUE, since, lambda r, u: r == 0) is not None
+                                  and (w.latest(QUEUE) or (0, 0, 0, 0))[3] >= 1),
+                       timeout=60, what=f"{NAMES[kind]} to consume")
+            time.sleep(2)
+            out[kind] = {f: proc.status_kb(f) for f in ("VmRSS", "RssAnon", "RssFile", "Threads")}
+            runs_log.append(f"| idle RSS (no-op) | 1 | {NAMES[kind]} | | | | | | {out[kind]['VmRSS'] / 1024:.1f} MB "
+                            f"(anon {out[kind]['RssAnon'] / 1024:.1f}, file {out[kind]['RssFile'] / 1024:.1f}) | | {loadavg()} |")
+            note(f"idle RSS: {NAMES[kind]}: {out[kind]['VmRSS'] / 1024:.1f} MB "
+                 f"(anonymous {out[kind]['RssAnon'] / 1024:.1f}, file-backed {out[kind]['RssFile'] / 1024:.1f})")
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"idle RSS: {NAMES[kind]}: {e}")
+        if kind == "c":
+            rc = proc.terminate()
+            if rc not in (0, -15):
+                problems.append(f"idle RSS: {NAMES[kind]} exited with code {rc} (log {proc.log_path})")
+        else:
+            stop(proc, "idle RSS")
+    watch.wait_counts(QUEUE, 0, timeout=30)
+    return out
+
+
+def frozen(kinds: list[str]) -> dict[str, dict[str, list[float]]]:
+    """With the ingest worker ready and idle: SIGSTOP Redis (then, separately, Postgres: the postmaster
+    and all its children), poll /internal/ready every 10 ms on a fresh connection until it answers 503
+    (at most FREEZE_CAP s: inf), SIGCONT, and wait for 200 again. BENCH_READY_RUNS runs per contender.
+    Returns {kind: {"redis": [s to 503], "redis-back": [s from SIGCONT to 200], "postgres": ..., ...}}."""
+    out = {k: {d: [] for d in ("redis", "redis-back", "postgres", "postgres-back")} for k in kinds}
+    for i in range(1, READY_RUNS + 1):
+        for kind in (kinds if i % 2 else kinds[::-1]):
+            publish(QUEUE, 1, reset=True)
+            reset_ingest_state()
+            proc = start(kind, "ingest", f"freeze.{i}")
+            try:
+                wait_http_2xx(proc, PORT, "/internal/ready", timeout=60)
+                time.sleep(1)
+                for dep in ("redis", "postgres"):
+                    t_fail, status, t_back = freeze_once(proc, dep)
+                    out[kind][dep].append(t_fail)
+                    out[kind][f"{dep}-back"].append(t_back)
+                    note(f"freeze run {i}: {NAMES[kind]}: {dep} SIGSTOPped: "
+                         + (f"{status} after {t_fail * 1000:.0f} ms" if t_fail != float("inf")
+                            else f"still 2xx after {FREEZE_CAP:.0f} s")
+                         + f"; 200 again {t_back * 1000:.0f} ms after SIGCONT")
+                    runs_log.append(f"| frozen {dep} | {i} | {NAMES[kind]} | | | | "
+                                    + (f"{status} after {t_fail * 1000:.0f} ms" if t_fail != float("inf")
+                                       else f"2xx after {FREEZE_CAP:.0f} s")
+                                    + f"; 200 {t_back * 1000:.0f} ms after SIGCONT | | | | {loadavg()} |")
+                    time.sleep(1)
+            except Exception as e:  # noqa: BLE001
+                problems.append(f"freeze run {i}: {NAMES[kind]}: {e}")
+                note(f"freeze run {i}: {NAMES[kind]} FAILED: {e}")
+            stop(proc, f"freeze run {i}")
+    return out
+
+
+def freeze_once(proc: Proc, dep: str) -> tuple[float, int, float]:
+    """(seconds from SIGSTOP to the first non-2xx answer, or inf; that status; seconds from SIGCONT
+    to the first 200). The dependency is always SIGCONTed."""
+    t_fail, status = float("inf"), 0
+    pids = common.freeze(dep)
+    try:
+        t0 = monotonic()
+        while monotonic() - t0 < FREEZE_CAP:
+            st, _ = http_get(PORT, "/internal/ready", timeout=0.5)
+            if st and not 200 <= st < 300:
+                t_fail, status = monotonic() - t0, st
+                break
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited while {dep} was frozen:\n{proc.log_tail()}")
+            time.sleep(0.01)
+    finally:
+        common.thaw(pids)
+    t1 = monotonic()
+    wait_http_2xx(proc, PORT, "/internal/ready", timeout=60, every=0.01)
+    return t_fail, status, monotonic() - t1
+
+
+# ---------------------------------------------------------------- instruction counts
+
+
+def callgrind(watch: BrokerWatch, kind: str, n: int) -> dict:
+    """Instructions per message of a no-op drain under `valgrind --tool=callgrind` (no hardware counters
+    needed; deterministic): two drains, of n and of n / 5 messages, so that the difference ÷ the
+    difference in messages is what one more message costs, start-up, idling and shutdown (the same in
+    both) cancelling out; per function too (self and inclusive Ir per message, the same difference)."""
+    small = max(1, n // 5)
+    big_run, small_run = callgrind_drain(watch, kind, n), callgrind_drain(watch, kind, small)
+    per_msg = (big_run["total"] - small_run["total"]) / (n - small)
+    result = {"n": n, "small": small, "ir": big_run["total"], "ir_small": small_run["total"],
+              "ir_per_msg": per_msg, "ir_per_msg_whole": big_run["total"] / n, "secs": big_run["secs"]}
+    for key in ("self", "inclusive"):
+        diff = {fn: (ir - small_run[key].get(fn, 0)) / (n - small) for fn, ir in big_run[key].items()}
+        top = sorted(diff.items(), key=lambda kv: -kv[1])[:15]
+        lines = [f"{v:10,.0f}  {v / per_msg * 100:5.1f} %  {fn}" for fn, v in top]
+        demangled = subprocess.run(["swift", "demangle", "--simplified", "--compact"], input="\n".join(lines),
+                                   capture_output=True, text=True, timeout=60).stdout.rstrip()
+        result[key] = "\n".join(ln if len(ln) <= 170 else ln[:167] + "..." for ln in demangled.splitlines())
+    note(f"callgrind: {NAMES[kind]}: {big_run['total']:,} Ir for {n} messages, {small_run['total']:,} for {small}: "
+         f"{per_msg:,.0f} Ir per message ({big_run['total'] / n:,.0f} whole process ÷ {n})")
+    return result
+
+
+def callgrind_drain(watch: BrokerWatch, kind: str, n: int) -> dict:
+    """One no-op drain of n messages under callgrind: {"total": Ir, "self": {fn: Ir}, "inclusive": {fn: Ir},
+    "secs"}. Valgrind runs a copy without DWARF debug info (`objcopy --strip-debug`; the symbol table
+    stays, so functions keep their names): Debian 12's valgrind 3.19 cannot read the DWARF 5 that Swift 6
+    emits ("unhandled dwarf2 abbrev form code 0x25 … Possibly corrupted debuginfo file … Giving up"); and
+    with bench/c/sigsuspend-shim.c preloaded (valgrind 3.19 dies on libdispatch's sigsuspend otherwise)."""
+    binary, _ = WARRENS[kind]
+    stripped = OUT / "bin" / f"{Path(binary).name}-nodebug"
+    run(["objcopy", "--strip-debug", os.path.realpath(binary), stripped])
+    data = OUT / f"callgrind.{kind}.{n}.out"
+    data.unlink(missing_ok=True)
+    publish(QUEUE, n, reset=True)
+    watch.wait_counts(QUEUE, n)
+    wait_port_free(PORT)
+    _, env = worker_cmd(kind, "noop")
+    env["LD_PRELOAD"] = str(OUT / "sigsuspend-shim.so")
+    t0 = monotonic()
+    proc = Proc(kind, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={data}", stripped, "run"], env,
+                LOGS / f"callgrind.{kind}.{n}.log")
+    try:
+        t_end = watch.wait_drained(QUEUE, t0, timeout=max(300, n / 20), alive=proc.alive)
+    except RuntimeError as e:
+        proc.terminate(timeout=120)
+        log = proc.log_path.read_text(errors="replace")
+        why = re.search(r"^(?:--|==)\d+-* (VALGRIND INTERNAL ERROR.*|Valgrind: debuginfo reader.*)$", log, re.M)
+        where = re.search(r"^==\d+==\s+at 0x\w+: (\S+) \(in ([^)]+)\)", log.split("sched status:")[-1], re.M)
+        raise RuntimeError(f"valgrind: {why.group(1) if why else e}"
+                           + (f" (client at {where.group(1)} in {Path(where.group(2)).name})" if where else "")
+                           + f"; log {proc.log_path.relative_to(ROOT)}") from None
+    rc = proc.terminate(timeout=120)
+    if rc != 0:
+        problems.append(f"callgrind: {NAMES[kind]} under valgrind exited with code {rc} (log {proc.log_path})")
+    text = data.read_text(errors="replace") if data.exists() else ""
+    m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
+    if not m:
+        raise RuntimeError(f"no totals in {data} (valgrind log: {proc.log_tail()})")
+    out = {"total": int(m.group(1)), "secs": t_end - t0}
+    for key in ("self", "inclusive"):
+        listing = run(["callgrind_annotate", f"--inclusive={'yes' if key == 'inclusive' else 'no'}",
+                       "--threshold=100", data], timeout=300)
+        fns: dict[str, int] = {}
+        for ln in listing.splitlines():
+            mm = re.match(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.+?)(?:\s+\[[^\]]*\])?\s*$", ln)
+            if not mm or "PROGRAM TOTALS" in ln:
+                continue
+            fn = mm.group(2).split(":", 1)[-1]  # file:function
+            if re.search(r"'\d+$", fn):  # a recursion level of callgrind's (async frames), not a function
+                continue
+            fns[fn] = fns.get(fn, 0) + int(mm.group(1).replace(",", ""))
+        out[key] = fns
+    return out
+
+
+def perf_instructions(watch: BrokerWatch, kind: str, n: int) -> dict:
+    """The fallback when valgrind fails: `perf stat -e instructions:u` attached to the worker (all its
+    threads, those it starts later included) from just after exec until the broker reports n messages
+    drained. Raises when the machine has no instruction counter (a VM without a virtual PMU)."""
+    data = OUT / f"perf-stat.{kind}.txt"
+    data.unlink(missing_ok=True)
+    publish(QUEUE, n, reset=True)
+    watch.wait_counts(QUEUE, n)
+    t0 = monotonic()
+    proc = start(kind, "noop", "instructions")
+    counter = subprocess.Popen(["perf", "stat", "-x,", "-e", "instructions:u", "-p", str(proc.pid), "-o", str(data)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        watch.wait_drained(QUEUE, t0, timeout=max(120, n / 200), alive=proc.alive)
+    finally:
+        counter.send_signal(2)
+        counter.wait(30)
+        stop(proc, "instruction count")
+    text = data.read_text() if data.exists() else ""
+    m = re.search(r"^(\d+),[^,]*,instructions", text, re.M)
+    if not m:
+        raise RuntimeError("perf stat -e instructions:u: "
+                           + ("not supported on this machine (no hardware counters: a VM without a virtual PMU)"
+                              if "not supported" in text else f"no count in {data}"))
+    note(f"perf stat: {NAMES[kind]}: {int(m.group(1)):,} instructions:u, {int(m.group(1)) / n:,.0f} per message")
+    return {"n": n, "ir": int(m.group(1)), "ir_per_msg": int(m.group(1)) / n, "perf": True}
 
 
 # ---------------------------------------------------------------- profile
@@ -376,59 +643,110 @@ def machine() -> list[tuple[str, str]]:
 
 
 def fmt_rate(v: float) -> str:
-    return f"{v:,.0f}"
+    return f"{v:,.0f}" if v == v else "–"
+
+
+def nan(v: float) -> bool:
+    return v != v
 
 
 def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}×" if b else "–"
+    return f"{a / b:.2f}×" if b and not nan(a) and not nan(b) else "–"
 
 
 def mark(ok: bool | None) -> str:
     return "–" if ok is None else ("**met**" if ok else "**not met**")
 
 
-def write_doc(ctx: dict) -> None:
-    noop, ingest, web, mem, ready = ctx["noop"], ctx["ingest"], ctx["web"], ctx["mem"], ctx["ready"]
+def figures(ctx: dict, kind: str) -> dict:
+    """One contender's headline figures (medians; NaN where not measured), by measure key."""
+    noop, ingest, web, mem = ctx["noop"], ctx["ingest"], ctx["web"], ctx["mem"]
+    idle, ready, frz, cg = ctx["idle"], ctx["ready"], ctx["freeze"], ctx.get("callgrind", {})
 
-    def med(res: dict, kind: str, key: str = "rate") -> float:
+    def med(res: dict, key: str) -> float:
         return median([r[key] for r in res.get(kind, [])])
 
-    def wmed(kind: str, path: str, key: str) -> float:
+    def wmed(path: str, key: str) -> float:
         return median([r[key] for r in web.get(kind, {}).get(path, [])])
-    nw, nc, nf = med(noop, "warren"), med(noop, "c"), med(noop, "faststream")
-    iw, i_f = med(ingest, "warren"), med(ingest, "faststream")
-    aw, af = wmed("warren", "/internal/alive", "rps"), wmed("faststream", "/internal/alive", "rps")
-    ap99 = wmed("warren", "/internal/alive", "p99")
-    rw, rf = wmed("warren", "/internal/ready", "rps"), wmed("faststream", "/internal/ready", "rps")
-    load_rss_w = max([r["rss_kb"] for r in noop.get("warren", []) + ingest.get("warren", [])] + mem["warren"]["wrk"] or [0])
-    load_rss_f = max([r["rss_kb"] for r in noop.get("faststream", []) + ingest.get("faststream", [])]
-                     + mem["faststream"]["wrk"] or [0])
-    idle_w, idle_f = median(mem["warren"]["idle"]), median(mem["faststream"]["idle"])
-    sw, sf = median(ready["warren"]) * 1000, median(ready["faststream"]) * 1000
+    f = {"noop": med(noop, "rate"), "noop_steady": med(noop, "steady"), "noop_cpu": med(noop, "cpu_us"),
+         "noop_cpu_steady": med(noop, "cpu_steady_us"), "ingest": med(ingest, "rate"),
+         "ingest_cpu": med(ingest, "cpu_us"), "noop_rss": med(noop, "rss_kb") / 1024,
+         "ingest_rss": med(ingest, "rss_kb") / 1024}
+    for path, key in (("/internal/alive", "alive"), ("/internal/ready", "ready")):
+        f[f"{key}_rps"], f[f"{key}_p50"], f[f"{key}_p99"] = (wmed(path, "rps"), wmed(path, "p50"), wmed(path, "p99"))
+        for handler in ("noop", "ingest"):
+            st = pooled_probes(handler, kind, path)
+            for q in ("p50", "p90", "p99", "max", "count", "non2xx", "prober_cpu"):
+                f[f"probe_{handler}_{key}_{q}"] = st[q] if st["count"] else float("nan")
+    m = mem.get(kind, {})
+    f["wrk_rss"] = median(m.get("wrk", [])) / 1024
+    f["idle_ingest_rss"] = median(m.get("idle", [])) / 1024
+    i = idle.get(kind, {})
+    f["idle_noop_rss"] = i.get("VmRSS", float("nan")) / 1024
+    f["idle_anon"], f["idle_file"] = i.get("RssAnon", float("nan")) / 1024, i.get("RssFile", float("nan")) / 1024
+    f["threads"] = i.get("Threads", float("nan"))
+    peaks = [r["rss_kb"] for r in noop.get(kind, []) + ingest.get(kind, [])] + m.get("wrk", [])
+    peaks += [r["rss_kb"] for h in PROBED.values() for r in h.get(kind, [])]
+    f["load_rss"] = max(peaks) / 1024 if peaks else float("nan")
+    f["ready_ms"] = median(ready.get(kind, [])) * 1000
+    f["started_ms"] = median(ready.get(f"{kind}-started", [])) * 1000
+    for dep in ("redis", "postgres"):
+        f[f"freeze_{dep}"] = median(frz.get(kind, {}).get(dep, []))
+        f[f"freeze_{dep}_back"] = median(frz.get(kind, {}).get(f"{dep}-back", []))
+    c = cg.get(kind) if isinstance(cg.get(kind), dict) else {}
+    f["ir_per_msg"] = c.get("ir_per_msg", float("nan"))
+    return f
 
+
+def targets(w: dict, c: dict, fs: dict) -> list[tuple[str, str, str, float, bool | None]]:
+    """(key for the profile, target, how Warren's value is shown, value, met) from one Warren's figures."""
     def ok(cond: bool, *vals: float) -> bool | None:
-        return None if any(v != v for v in vals) else cond  # NaN: not measured
-    targets = [
-        ("no-op consume ≥ 70 % of C", f"{nw / nc * 100:.1f} %" if nc else "–", ok(nw >= 0.7 * nc, nw, nc)),
-        ("no-op consume ≥ 8× FastStream", ratio(nw, nf), ok(nw >= 8 * nf, nw, nf)),
-        ("ingest ≥ 10× FastStream", ratio(iw, i_f), ok(iw >= 10 * i_f, iw, i_f)),
-        ("/internal/alive ≥ 5× FastStream req/s", ratio(aw, af), ok(aw >= 5 * af, aw, af)),
-        ("/internal/alive p99 ≤ 1 ms", f"{ap99:.2f} ms", ok(ap99 <= 1.0, ap99)),
-        ("/internal/ready ≥ 10× FastStream req/s", ratio(rw, rf), ok(rw >= 10 * rf, rw, rf)),
-        ("RSS under load ≤ 20 MB", f"{load_rss_w / 1024:.1f} MB", ok(load_rss_w <= 20 * 1024, load_rss_w)),
-        ("exec → ready ≤ 100 ms", f"{sw:.0f} ms", ok(sw <= 100, sw)),
+        return None if any(nan(v) for v in vals) else cond
+
+    def x(a: float, b: float) -> float:
+        return a / b if b and not nan(a) and not nan(b) else float("nan")
+    cpu, thr = x(w["noop_cpu"], c["noop_cpu"]), x(w["noop"], c["noop"])
+    alive, ready, ing = x(w["alive_rps"], fs["alive_rps"]), x(w["ready_rps"], fs["ready_rps"]), x(w["ingest"], fs["ingest"])
+    p99, rss = w["probe_noop_ready_p99"], w["load_rss"]
+    fr, fp = w["freeze_redis"], w["freeze_postgres"]
+    return [
+        ("noop", "CPU per message ≤ 2× the C consumer's (no-op drain, prefetch 1000 both)", f"{cpu:.2f}×", cpu,
+         ok(cpu <= 2, cpu)),
+        ("noop", "… stretch: ≤ 1.2×", f"{cpu:.2f}×", cpu, ok(cpu <= 1.2, cpu)),
+        ("noop", "no-op throughput ≥ 0.85× the C consumer's", f"{thr:.2f}×", thr, ok(thr >= 0.85, thr)),
+        ("", "RSS under load ≤ 15 MB", f"{rss:.1f} MB", rss, ok(rss <= 15, rss)),
+        ("", "readiness p99 ≤ 2 ms while a full-speed (no-op) drain runs", f"{p99:.2f} ms", p99, ok(p99 <= 2, p99)),
+        ("", "… stretch: ≤ 1 ms", f"{p99:.2f} ms", p99, ok(p99 <= 1, p99)),
+        ("wrk", "`/internal/alive` ≥ 5× FastStream's req/s", f"{alive:.2f}×", alive, ok(alive >= 5, alive)),
+        ("wrk", "`/internal/ready` ≥ 10× FastStream's req/s", f"{ready:.2f}×", ready, ok(ready >= 10, ready)),
+        ("", "frozen (SIGSTOPped) Redis → readiness 503 within 1 s", secs(fr), fr, ok(fr <= 1, fr)),
+        ("", "frozen (SIGSTOPped) Postgres → readiness 503 within 1 s", secs(fp), fp, ok(fp <= 1, fp)),
+        ("ingest", "ingest ≥ 10× FastStream (no regression: was 11.9×)", f"{ing:.2f}×", ing, ok(ing >= 10, ing)),
     ]
-    ctx["targets"] = targets
+
+
+def secs(v: float) -> str:
+    return "–" if nan(v) else (f"> {FREEZE_CAP:.0f} s" if v == float("inf") else f"{v:.2f} s")
+
+
+def write_doc(ctx: dict) -> None:
+    has_before = "before" in ctx["kinds"]
+    w, c, fs = figures(ctx, "warren"), figures(ctx, "c"), figures(ctx, "faststream")
+    b = figures(ctx, "before") if has_before else None
+    ctx["targets"] = targets(w, c, fs)
+    before_targets = targets(b, c, fs) if b else None
 
     L: list[str] = []
     a = L.append
     a("# Benchmarks")
     a("")
     a(f"Generated by `bench/run` on {ctx['date']} in {ctx['duration'] / 60:.1f} min "
-      f"(`BENCH_N={N}`, `BENCH_INGEST_N={INGEST_N}`, `BENCH_RUNS={RUNS}`). Every figure is the median of "
-      f"{RUNS} runs, the contenders alternating run by run, all in the same invocation against the same servers "
-      f"(the bench's own instance in `{os.environ['WARREN_STATE_DIR']}`). Re-run with `bench/run`; the chaos "
-      "section below is written by `bench/chaos`.")
+      f"(`BENCH_N={N}`, `BENCH_INGEST_N={INGEST_N}`, `BENCH_RUNS={RUNS}`, `BENCH_READY_RUNS={READY_RUNS}`"
+      + (f", `BENCH_BASELINE={BASELINE_COMMIT}`" if has_before else ", no baseline") + "). Every figure is the "
+      f"median of {RUNS} runs (exec → ready and the frozen dependencies: of {READY_RUNS}), the contenders "
+      "alternating run by run, all in the same invocation against the same servers (the bench's own instance in "
+      f"`{os.environ['WARREN_STATE_DIR']}`). Re-run with `bench/run`; the chaos section below is written by "
+      "`bench/chaos`.")
     a("")
     a("## Machine")
     a("")
@@ -452,58 +770,134 @@ def write_doc(ctx: dict) -> None:
     a("")
     a("## Results")
     a("")
+    a("Warren is the work tree's event-worker (\"after\"); \"Warren before\" is in the next table.")
+    a("")
     a("| measure | Warren | C (librabbitmq) | FastStream 0.7.8 | Warren / C | Warren / FastStream |")
     a("| --- | ---: | ---: | ---: | ---: | ---: |")
-    a(f"| no-op consume, {N:,} msgs (msg/s, from exec) | {fmt_rate(nw)} | {fmt_rate(nc)} | {fmt_rate(nf)} | "
-      f"{ratio(nw, nc)} | {ratio(nw, nf)} |")
-    a(f"| no-op consume, from the first delivery (msg/s) | {fmt_rate(med(noop, 'warren', 'steady'))} | "
-      f"{fmt_rate(med(noop, 'c', 'steady'))} | {fmt_rate(med(noop, 'faststream', 'steady'))} | "
-      f"{ratio(med(noop, 'warren', 'steady'), med(noop, 'c', 'steady'))} | "
-      f"{ratio(med(noop, 'warren', 'steady'), med(noop, 'faststream', 'steady'))} |")
-    a(f"| ingest, {INGEST_N:,} events (events/s, from exec) | {fmt_rate(iw)} | | {fmt_rate(i_f)} | | {ratio(iw, i_f)} |")
-    for path, (w, f) in (("/internal/alive", (aw, af)), ("/internal/ready", (rw, rf))):
-        a(f"| `{path}` req/s (wrk -c16 -d{WRK_SECONDS}s) | {fmt_rate(w)} | | {fmt_rate(f)} | | {ratio(w, f)} |")
-        a(f"| `{path}` p50 / p99 latency (ms) | {wmed('warren', path, 'p50'):.2f} / {wmed('warren', path, 'p99'):.2f} | | "
-          f"{wmed('faststream', path, 'p50'):.2f} / {wmed('faststream', path, 'p99'):.2f} | | |")
-    a(f"| RSS idle (ingest worker, ready, no traffic) | {idle_w / 1024:.1f} MB | | {idle_f / 1024:.1f} MB | | "
-      f"{ratio(idle_w, idle_f)} |")
-    a(f"| RSS under load (peak VmRSS over drains and wrk) | {load_rss_w / 1024:.1f} MB | "
-      f"{max([r['rss_kb'] for r in noop.get('c', [])] or [0]) / 1024:.1f} MB | {load_rss_f / 1024:.1f} MB | | "
-      f"{ratio(load_rss_w, load_rss_f)} |")
-    for label, key in (("no-op drain", "noop"), ("ingest drain", "ingest")):
-        a(f"| … peak RSS in the {label} | {median([r['rss_kb'] for r in ctx[key].get('warren', [])]) / 1024:.1f} MB | "
-          + (f"{median([r['rss_kb'] for r in noop.get('c', [])]) / 1024:.1f} MB" if key == "noop" else "")
-          + f" | {median([r['rss_kb'] for r in ctx[key].get('faststream', [])]) / 1024:.1f} MB | | |")
-    a(f"| … peak RSS under wrk | {median(mem['warren']['wrk']) / 1024:.1f} MB | | "
-      f"{median(mem['faststream']['wrk']) / 1024:.1f} MB | | |")
-    parts = {k: mem[k].get("parts", [{}])[-1] for k in ("warren", "faststream")}
-    if parts["warren"]:
-        a(f"| … idle RSS: anonymous / file-backed | {parts['warren']['RssAnon'] / 1024:.1f} / "
-          f"{parts['warren']['RssFile'] / 1024:.1f} MB | | {parts['faststream'].get('RssAnon', 0) / 1024:.1f} / "
-          f"{parts['faststream'].get('RssFile', 0) / 1024:.1f} MB | | |")
-        a(f"| … threads | {parts['warren']['Threads']} | | {parts['faststream'].get('Threads', 0)} | | |")
-    a(f"| exec → `/internal/ready` 2xx, servers up (median of {READY_RUNS}) | {sw:.0f} ms | | {sf:.0f} ms | | "
-      f"{ratio(sw, sf)} |")
-    a(f"| exec → `/internal/started` 200 (Warren only) | {median(ready.get('warren-started', [])) * 1000:.0f} ms | | | | |")
+
+    def row(what: str, key: str, fmt, with_c: bool = True, with_fs: bool = True) -> None:
+        wv, cv, fv = w[key], c[key] if with_c else float("nan"), fs[key] if with_fs else float("nan")
+        a(f"| {what} | {fmt(wv)} | {fmt(cv) if with_c else ''} | {fmt(fv) if with_fs else ''} | "
+          f"{ratio(wv, cv) if with_c else ''} | {ratio(wv, fv) if with_fs else ''} |")
+
+    def mb(v: float) -> str:
+        return "–" if nan(v) else f"{v:.1f} MB"
+
+    def us(v: float) -> str:
+        return "–" if nan(v) else f"{v:.2f}"
+
+    def ms(v: float) -> str:
+        return "–" if nan(v) else f"{v:.0f} ms"
+    row(f"no-op consume, {N:,} msgs (msg/s, from exec)", "noop", fmt_rate)
+    row("no-op consume, from the first delivery (msg/s)", "noop_steady", fmt_rate)
+    row("no-op: CPU per message (µs; process CPU ÷ messages, from exec)", "noop_cpu", us)
+    row("… CPU per message from the first delivery (µs)", "noop_cpu_steady", us)
+    row(f"ingest, {INGEST_N:,} events (events/s, from exec)", "ingest", fmt_rate, with_c=False)
+    row("ingest: CPU per event (µs; process CPU ÷ events)", "ingest_cpu", us, with_c=False)
+    for path, key in (("/internal/alive", "alive"), ("/internal/ready", "ready")):
+        row(f"`{path}` req/s (wrk -c16 -d{WRK_SECONDS}s, idle worker)", f"{key}_rps", fmt_rate, with_c=False)
+        a(f"| `{path}` p50 / p99 latency under wrk (ms) | {us(w[f'{key}_p50'])} / {us(w[f'{key}_p99'])} | | "
+          f"{us(fs[f'{key}_p50'])} / {us(fs[f'{key}_p99'])} | | |")
+
+    def probe_cell(f: dict, handler: str, key: str) -> str:
+        if nan(f[f"probe_{handler}_{key}_count"]):
+            return ""
+        return (" / ".join(f"{f[f'probe_{handler}_{key}_{q}']:.2f}" for q in ("p50", "p90", "p99", "max"))
+                + f" ({f[f'probe_{handler}_{key}_count']:,.0f}, {f[f'probe_{handler}_{key}_non2xx']:.0f} non-2xx)")
+    for handler, label in (("noop", "no-op drain"), ("ingest", "ingest drain")):
+        for key in ("ready", "alive"):
+            ws, fss = probe_cell(w, handler, key), probe_cell(fs, handler, key)
+            a(f"| `/internal/{key}` probed during the {label}: p50 / p90 / p99 / max ms (probes, non-2xx) | {ws} | | "
+              f"{fss} | | {ratio(w[f'probe_{handler}_{key}_p99'], fs[f'probe_{handler}_{key}_p99']) if fss else ''} |")
+    pc = [f[f"probe_{h}_ready_prober_cpu"] for f in (w, fs) for h in ("noop", "ingest")]
+    pc = [v for v in pc if not nan(v)]
+    if pc:
+        a(f"| … the prober's own CPU (share of one core, median of the probed drains) | "
+          f"{max(pc) * 100:.1f} % at most | | | | |")
+    row("RSS idle, no-op consumer (consumer registered, 2 s idle)", "idle_noop_rss", mb)
+    row("RSS idle, ingest worker (ready, 2 s idle)", "idle_ingest_rss", mb, with_c=False)
+    row("peak RSS in the no-op drain", "noop_rss", mb)
+    row("peak RSS in the ingest drain", "ingest_rss", mb, with_c=False)
+    row("peak RSS under wrk", "wrk_rss", mb, with_c=False)
+    row("RSS under load (peak VmRSS over every drain and wrk)", "load_rss", mb)
+
+    def two(f: dict) -> str:
+        return "" if nan(f["idle_anon"]) else f"{f['idle_anon']:.1f} / {f['idle_file']:.1f} MB, {f['threads']:.0f}"
+    a(f"| … idle no-op RSS: anonymous / file-backed, threads | {two(w)} | {two(c)} | {two(fs)} | | |")
+    row(f"exec → `/internal/ready` 2xx, servers up (median of {READY_RUNS})", "ready_ms", ms, with_c=False)
+    row("exec → `/internal/started` 200 (Warren only)", "started_ms", ms, with_c=False, with_fs=False)
+    for dep in ("redis", "postgres"):
+        a(f"| {dep.capitalize()} SIGSTOPped → `/internal/ready` 503 (s); 200 again after SIGCONT (s) | "
+          f"{secs(w[f'freeze_{dep}'])}; {secs(w[f'freeze_{dep}_back'])} | | | | |")
+    if not nan(w["ir_per_msg"]):
+        a(f"| no-op: instructions per message ({instr_label(ctx)}) | {w['ir_per_msg']:,.0f} | | | | |")
     a("")
+    if b is not None:
+        a("## Before / after")
+        a("")
+        a(f"\"before\" is event-worker (release) built from `{ctx['baseline_subject']}`; \"after\" is the work "
+          "tree's build (Versions, above). Both ran in this invocation, alternating with the other contenders."
+          + (" The work tree's Sources and Package.* were the same as the baseline's, so both are the same "
+             "binary: their differences here are the noise of this machine." if ctx.get("baseline_same") else ""))
+        a("")
+        a("| measure | before | after | after / before |")
+        a("| --- | ---: | ---: | ---: |")
+
+        def ba(what: str, key: str, fmt) -> None:
+            a(f"| {what} | {fmt(b[key])} | {fmt(w[key])} | {ratio(w[key], b[key])} |")
+        ba(f"no-op consume, {N:,} msgs (msg/s)", "noop", fmt_rate)
+        ba("no-op: CPU per message (µs)", "noop_cpu", us)
+        ba("… from the first delivery (µs)", "noop_cpu_steady", us)
+        a(f"| no-op: CPU per message / the C consumer's | {ratio(b['noop_cpu'], c['noop_cpu'])} | "
+          f"{ratio(w['noop_cpu'], c['noop_cpu'])} | |")
+        a(f"| no-op: throughput / the C consumer's | {ratio(b['noop'], c['noop'])} | {ratio(w['noop'], c['noop'])} | |")
+        ba(f"ingest, {INGEST_N:,} events (events/s)", "ingest", fmt_rate)
+        ba("ingest: CPU per event (µs)", "ingest_cpu", us)
+        a(f"| ingest / FastStream | {ratio(b['ingest'], fs['ingest'])} | {ratio(w['ingest'], fs['ingest'])} | |")
+        ba("`/internal/alive` req/s (wrk)", "alive_rps", fmt_rate)
+        ba("`/internal/ready` req/s (wrk)", "ready_rps", fmt_rate)
+        for handler, label in (("noop", "no-op"), ("ingest", "ingest")):
+            ba(f"`/internal/ready` p99 during the {label} drain (ms)", f"probe_{handler}_ready_p99", us)
+            ba(f"`/internal/ready` max during the {label} drain (ms)", f"probe_{handler}_ready_max", us)
+        ba("RSS idle, no-op", "idle_noop_rss", mb)
+        ba("RSS idle, ingest", "idle_ingest_rss", mb)
+        ba("RSS under load (peak)", "load_rss", mb)
+        ba("exec → `/internal/ready` 2xx", "ready_ms", ms)
+        for dep in ("redis", "postgres"):
+            a(f"| {dep.capitalize()} SIGSTOPped → 503 | {secs(b[f'freeze_{dep}'])} | {secs(w[f'freeze_{dep}'])} | "
+              f"{ratio(w[f'freeze_{dep}'], b[f'freeze_{dep}']) if w[f'freeze_{dep}'] != float('inf') else '–'} |")
+        ba(f"no-op: instructions per message ({instr_label(ctx)})", "ir_per_msg", fmt_rate)
+        a("")
     a("## Targets")
     a("")
-    a("| target | Warren | |")
-    a("| --- | ---: | --- |")
-    for name, value, met in targets:
-        a(f"| {name} | {value} | {mark(met)} |")
+    a("Met or not from the work tree's (\"after\") figures; each a ratio measured side by side in this run.")
     a("")
+    a("| target | " + ("before | " if before_targets else "") + "after | |")
+    a("| --- | " + ("---: | " if before_targets else "") + "---: | --- |")
+    for i, (_, name, shown, _, met) in enumerate(ctx["targets"]):
+        bt = f"{before_targets[i][2]} | " if before_targets else ""
+        a(f"| {name} | {bt}{shown} | {mark(met)} |")
+    a("")
+    if ctx.get("callgrind"):
+        a("## Instructions per message")
+        a("")
+        a(callgrind_text(ctx))
     if ctx["profiles"]:
         a("## Where Warren's time goes (targets not met)")
         a("")
-        a("Warren's code is not changed by the benchmark; where it misses a target, `bench/run` records one more "
-          "Warren run under `perf record -a -g -F 499` (the whole machine, then event-worker's pid alone; "
-          "symbols demangled with `swift demangle`).")
+        a("Where Warren misses a target, `bench/run` records one more Warren run under `perf record -a -g -F 499` "
+          "(the whole machine, then event-worker's pid alone; symbols demangled with `swift demangle`).")
         a("")
         for title, text in ctx["profiles"]:
             a(f"### {title}")
             a("")
             a(text)
+    if findings:
+        a("## Seen during this run (findings, not failures)")
+        a("")
+        for f in findings:
+            a(f"- {f}")
+        a("")
     if problems:
         a("## Problems seen during this run")
         a("")
@@ -513,11 +907,11 @@ def write_doc(ctx: dict) -> None:
     a("## What is measured, and how")
     a("")
     a(METHOD.format(N=N, INGEST_N=INGEST_N, WRK=WRK_SECONDS, READY_RUNS=READY_RUNS, NOOP_PREFETCH=NOOP_PREFETCH,
-                    INGEST_PREFETCH=INGEST_PREFETCH))
+                    INGEST_PREFETCH=INGEST_PREFETCH, PROBE_MS=PROBE_MS, CG_N=CALLGRIND_N, CAP=FREEZE_CAP))
     a("")
     a("## Every run")
     a("")
-    a("| what | run | contender | n | time | rate | first delivery / latency | CPU (of one core) | peak RSS | exit, rows | load avg |")
+    a("| what | run | contender | n | time | rate | first delivery / latency | CPU (of one core) · per message | peak RSS | exit, rows | load avg |")
     a("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     L.extend(runs_log)
     a("")
@@ -531,25 +925,75 @@ def write_doc(ctx: dict) -> None:
     DOC.write_text("\n".join(L))
 
 
+def instr_label(ctx: dict) -> str:
+    cg = [v for v in ctx.get("callgrind", {}).values() if isinstance(v, dict)]
+    if any(v.get("perf") for v in cg):
+        return f"perf stat instructions:u, {N:,} msgs"
+    return f"callgrind Ir, marginal: {CALLGRIND_N:,} vs {CALLGRIND_N // 5:,} msgs"
+
+
+def callgrind_text(ctx: dict) -> str:
+    cg, failed = ctx["callgrind"], ctx.get("callgrind_failed", [])
+    parts = []
+    if failed:
+        parts.append("valgrind failed on the Swift binary — " + "; ".join(failed) + ". The fallback is "
+                     f"`perf stat -e instructions:u` attached to the worker over a normal no-op drain of {N:,} "
+                     "messages (user-space instructions from just after exec to the drained queue ÷ messages; "
+                     "no per-function breakdown: the perf profile below has that, by time).\n")
+    else:
+        parts.append(f"Two more no-op drains per build, of {CALLGRIND_N:,} and of {CALLGRIND_N // 5:,} messages, "
+                     f"event-worker (`HANDLER=noop PREFETCH={NOOP_PREFETCH}`) under `valgrind --tool=callgrind`: "
+                     "instructions executed (Ir), deterministic, unlike time on a shared machine (valgrind runs the "
+                     "threads one at a time, ~50× slower). Each total is the whole process from exec to exit after "
+                     "SIGTERM; **Ir per message is the difference of the two totals ÷ the difference in messages**, "
+                     "so start-up, idling and shutdown, the same in both, cancel out (the whole-process total ÷ "
+                     "messages is given beside it). The functions are ranked the same way: what each adds per "
+                     "message (self: its own instructions; inclusive: with all it calls; share of the per-message "
+                     "Ir). Names demangled with `swift demangle --simplified`. The binary's DWARF debug info is "
+                     "stripped (valgrind 3.19 cannot read Swift 6's DWARF 5; the symbol table stays), and "
+                     "`bench/c/sigsuspend-shim.c` is preloaded (valgrind 3.19 dies on libdispatch's `sigsuspend`).\n")
+    for kind, r in cg.items():
+        title = NAMES[kind] + (f" (`{ctx['baseline_subject'][:60]}`)" if kind == "before" else " (work tree)")
+        if not isinstance(r, dict):
+            parts.append(f"- {title}: no count: {r}")
+            continue
+        parts.append(f"### {title}\n")
+        unit = "instructions" if r.get("perf") else "Ir"
+        if r.get("perf"):
+            parts.append(f"{r['ir']:,} {unit} for {r['n']:,} messages: **{r['ir_per_msg']:,.0f} {unit} per message**.\n")
+            continue
+        parts.append(f"{r['ir']:,} Ir for {r['n']:,} messages ({r['secs']:.1f} s under valgrind), {r['ir_small']:,} "
+                     f"for {r['small']:,}: **{r['ir_per_msg']:,.0f} Ir per message** (whole process ÷ "
+                     f"{r['n']:,}: {r['ir_per_msg_whole']:,.0f}).\n")
+        parts.append("What each function adds per message, self (Ir per message, share, function):\n\n```\n"
+                     + r["self"] + "\n```\n")
+        parts.append("… inclusive:\n\n```\n" + r["inclusive"] + "\n```\n")
+    return "\n".join(parts) + "\n"
+
+
 METHOD = """\
 - **Consume throughput (no-op).** `bench/out/publisher -r -t` prefills the durable classic queue
   `bench-events` with {N} persistent ~100-byte events (publisher confirms) and declares it exactly as
-  event-worker does (dead-lettering to `bench-events.dlx` → `bench-events.dead`), so all three consume the
+  event-worker does (dead-lettering to `bench-events.dlx` → `bench-events.dead`), so all contenders consume the
   same queue. Then one contender runs, timed **from exec until the broker reports the queue empty with no
   unacknowledged message**; then it is stopped (SIGTERM; the C consumer exits by itself). Contenders:
-  `event-worker run` with `HANDLER=noop PREFETCH={NOOP_PREFETCH}` (CONCURRENCY at its default, 16); the bare
+  `event-worker run` with `HANDLER=noop PREFETCH={NOOP_PREFETCH}` (CONCURRENCY at its default, 16), the work
+  tree's build ("Warren") and BENCH_BASELINE's ("Warren before"); the bare
   C consumer (`bench/c/consumer.c`: prefetch {NOOP_PREFETCH}, one `multiple` ack every 100); and
   `bench/peers/faststream_noop.py`, a FastStream `RabbitBroker` subscriber with an empty handler,
   `Channel(prefetch_count={NOOP_PREFETCH})`, acked by FastStream after the handler returns
   (`AckPolicy.REJECT_ON_ERROR`, its default). "From the first delivery" leaves out start-up: timed from
   the first poll at which the queue had fewer than N ready messages.
+- **CPU per message.** The contender's process CPU time (user + system, all threads, exited ones included:
+  the process's CPU-time clock, `clock_gettime` on its CPUCLOCK, which is what `/proc/PID/stat`'s utime + stime
+  count, in ns rather than 10 ms ticks) read the moment the broker reports the queue drained, before the
+  process is stopped (the C consumer, which exits by itself, is read as the unreaped zombie it is then),
+  ÷ messages. It includes start-up (connecting, declaring); "from the first delivery" subtracts the CPU time
+  sampled (every 50 ms) at the first delivery. Same for all contenders, in the no-op and the ingest drains.
 - **How "empty" is seen.** `bench/lib/qwatch.escript` stays connected to the broker node over Erlang
   distribution and reads `messages_ready` and `messages_unacknowledged` from `rabbit_amqqueue:info/2`
-  every 10 ms (what `rabbitmqctl list_queues` reads, without booting a CLI, ~0.5 s of CPU, per call). A
-  passive `queue.declare` poller was tried first and was not enough: it reports ready messages only, and a
-  consumer still holds up to PREFETCH unacknowledged ones when the ready count reaches 0 (for FastStream,
-  ~0.2 s of work at the end of a no-op drain). Each line is timestamped on arrival, so the resolution
-  is ~10 ms.
+  every 10 ms (what `rabbitmqctl list_queues` reads, without booting a CLI per call). Each line is timestamped
+  on arrival, so the resolution is ~10 ms.
 - **Ingest throughput.** The same job in both: per event, Redis `GET warren:seen:<id>`; if absent
   `INSERT INTO events (id, type, payload) … ON CONFLICT (id) DO NOTHING`, then Redis `SET … NX EX 86400`;
   ack. Warren: `event-worker` with `HANDLER=ingest` (PREFETCH {INGEST_PREFETCH}, CONCURRENCY 16: its
@@ -558,6 +1002,16 @@ METHOD = """\
   one task per delivery, so up to {INGEST_PREFETCH} handlers in flight). {INGEST_N} events per run, the table
   truncated and Redis flushed before each run; after each run the harness checks exactly one row per
   event (rows = distinct ids = ids in range = n) and nothing dead-lettered.
+- **Probes during a drain.** In each run, after the throughput drains, one more drain per contender with health
+  endpoints (no-op: the Warren builds; ingest: the Warren builds and the article's FastStream app, which serves
+  both routes while it ingests), with `bench/out/prober` (`bench/c/prober.c`) running: every {PROBE_MS} ms a GET
+  of `/internal/ready`, then one of `/internal/alive`, each on a fresh TCP connection as the kubelet does
+  (`Connection: close`, 1 s timeout), latency from before `connect()` to the last byte of the response. The
+  probes that started between the first delivery (or the first answer, if later) and the end of the drain
+  count; percentiles are of all of them pooled over the runs (nearest rank). These drains are kept out of the
+  throughput and CPU figures (the probes cost the worker CPU the C consumer does not pay). The prober is C, not
+  a thread of the Python harness, whose interpreter (its GIL shared with the queue watcher and the RSS sampler)
+  would add stalls of its own inside the latencies and more CPU on 2 cores; its own CPU share is reported.
 - **Health endpoints.** `wrk -t1 -c16 -d{WRK}s --latency` on `/internal/alive`, then `/internal/ready`, of
   each ingest worker, idle (empty queue), ready, with all three servers up. One wrk thread: on 2 cores a
   second one only takes CPU from the server. FastStream's side is the article's code as it stands
@@ -567,10 +1021,21 @@ METHOD = """\
   it) and FastStream's per-message log lines are at DEBUG (`FS_MESSAGE_LOG=1` restores INFO), since
   Warren logs neither. Warren's readiness serves the cached result of checks evaluated in the background.
 - **Memory.** VmRSS from `/proc/PID/status`, sampled every 50 ms during each drain and each wrk run
-  (peak), and once 2 s after the ingest worker turned ready (idle); VmHWM read before each stop.
+  (peak; "under load" is the highest of them all); idle: the no-op consumers once each, 2 s after the broker
+  shows their consumer registered and the one queued message taken (the C consumer told to expect more),
+  and the ingest workers 2 s after `/internal/ready` first answered 2xx.
 - **exec → ready.** The harness starts the ingest worker and polls `GET /internal/ready` on a fresh
   connection every 2 ms until the first 2xx (Warren: 200 once started and every check passed; the
   article's app: 204), with RabbitMQ, Redis and Postgres already up; median of {READY_RUNS} runs.
+- **Frozen dependency.** The Warren ingest workers, ready and idle: the bench instance's `redis-server`
+  SIGSTOPped (`scripts/services pid redis`), `/internal/ready` polled every 10 ms on a fresh connection until it
+  answers non-2xx (at most {CAP:.0f} s: "> {CAP:.0f} s"), SIGCONT (always, in a `finally`), then polled until 200
+  again; then the same with PostgreSQL: the postmaster and every child of it (backends and auxiliary
+  processes: stopping the postmaster alone leaves the established connections answering). Median of
+  {READY_RUNS} runs. FastStream's article readiness is not run here: its Redis and Postgres calls have no
+  timeout, so its probe would hang rather than fail.
+- **Instructions.** See its section: one no-op drain of {CG_N} messages per Warren build under
+  `valgrind --tool=callgrind`, or where valgrind fails, `perf stat -e instructions:u` over a drain of {N}.
 """
 
 
@@ -578,8 +1043,15 @@ def main() -> int:
     common.exit_on_sigterm()
     t_start = monotonic()
     ctx: dict = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M %Z").strip(), "load_start": loadavg(),
-                 "versions": versions(), "profiles": []}
-    note(f"N={N} (ingest {INGEST_N}), {RUNS} runs, wrk {WRK_SECONDS} s, load {ctx['load_start']}")
+                 "versions": versions(), "profiles": [], "callgrind": {}}
+    warrens = ["warren", "before"] if BASELINE else ["warren"]
+    ctx["kinds"] = warrens
+    if BASELINE:
+        ctx["baseline_subject"] = run(["git", "-C", ROOT, "log", "-1", "--format=%h %s", BASELINE_COMMIT])[:72]
+        if os.path.realpath(BASELINE) == os.path.realpath(WORKER):
+            ctx["baseline_same"] = True
+    note(f"N={N} (ingest {INGEST_N}), {RUNS} runs, wrk {WRK_SECONDS} s, baseline {BASELINE_COMMIT or 'none'}, "
+         f"load {ctx['load_start']}")
     LOGS.mkdir(parents=True, exist_ok=True)
     # Keep the chaos and compare sections of an earlier document.
     if DOC.exists():
@@ -587,21 +1059,39 @@ def main() -> int:
         ctx["chaos"] = m.group(0) if m else None
         ctx["compare"] = common.compare_section(DOC.read_text())
     watch = BrokerWatch([QUEUE, QUEUE + ".dead"])
+    both = ["/internal/ready", "/internal/alive"]
     try:
-        ctx["noop"] = throughput(watch, "noop", ["c", "warren", "faststream"], N)
-        ctx["ingest"] = throughput(watch, "ingest", ["warren", "faststream"], INGEST_N)
-        ctx["web"], ctx["mem"] = health(["warren", "faststream"])
-        ctx["ready"] = startup(["warren", "faststream"])
+        if CALLGRIND != "0":  # first: it tells early whether valgrind works on the Swift binary at all
+            for kind in warrens:
+                try:
+                    ctx["callgrind"][kind] = callgrind(watch, kind, CALLGRIND_N)
+                except Exception as e:  # noqa: BLE001 — a finding (valgrind and Swift), not a failed run
+                    ctx.setdefault("callgrind_failed", []).append(f"{NAMES[kind]}: {e}")
+                    note(f"callgrind: {NAMES[kind]} FAILED: {e}; falling back to perf stat -e instructions")
+                    common.kill_leftovers()
+                    try:
+                        ctx["callgrind"][kind] = perf_instructions(watch, kind, N)
+                    except Exception as e2:  # noqa: BLE001 — no counter either: a finding too
+                        note(f"instruction count: {NAMES[kind]}: {e2}")
+                        ctx["callgrind"][kind] = str(e2)
+        ctx["noop"] = throughput(watch, "noop", ["c", *warrens, "faststream"], N,
+                                 probe={k: both for k in warrens})
+        ctx["ingest"] = throughput(watch, "ingest", [*warrens, "faststream"], INGEST_N,
+                                   probe={k: both for k in [*warrens, "faststream"]})
+        ctx["idle"] = idle_rss(watch, ["c", *warrens, "faststream"])
+        ctx["web"], ctx["mem"] = health([*warrens, "faststream"])
+        ctx["ready"] = startup([*warrens, "faststream"])
+        ctx["freeze"] = frozen(warrens)
         ctx["duration"] = monotonic() - t_start
         ctx["load_end"] = loadavg()
         write_doc(ctx)  # fills ctx["targets"]
         if PROFILE != "0":
-            missed = {name for name, _, met in ctx["targets"] if met is False}
-            if any("consume" in m for m in missed):
+            missed = {key for key, _, _, _, met in ctx["targets"] if met is False and key}
+            if "noop" in missed:
                 ctx["profiles"].append((f"no-op consume ({N:,} messages)", profile(watch, "noop", N)))
-            if any("ingest" in m for m in missed):
+            if "ingest" in missed:
                 ctx["profiles"].append((f"ingest ({INGEST_N:,} events)", profile(watch, "ingest", INGEST_N)))
-            if any("alive" in m for m in missed):
+            if "wrk" in missed:
                 ctx["profiles"].append(("`/internal/alive` under wrk", profile_wrk("/internal/alive")))
             if ctx["profiles"]:
                 ctx["duration"] = monotonic() - t_start

@@ -74,7 +74,7 @@ class WorkerUnderTest:
 
     def check_alive(self) -> None:
         if self.proc is not None and not self.expect_exit and not self.proc.alive():
-            rc = self.proc.p.returncode
+            rc = self.proc.returncode
             log = self.proc.log_path.read_text(errors="replace")
             how = ("stopped by a signal bench/chaos did not send" if "shutting down" in log
                    else "exited by itself")

@@ -7,6 +7,7 @@ REDIS_URL, DATABASE_URL, WORKER, PY, OUT and WARREN_STATE_DIR.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -240,6 +241,22 @@ def kill_leftovers() -> None:
                 p.kill()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads (exited ones included): its CPU-time
+    clock (clock_gettime on the process's CPUCLOCK), which is what /proc/PID/stat's utime + stime report,
+    in ns rather than 10 ms ticks. Readable while it runs and while it is an unreaped zombie; falls back
+    to /proc/PID/stat; 0 once it is gone."""
+    try:
+        return time.clock_gettime(((~pid) << 3) | 2)  # CPUCLOCK_SCHED of the whole process
+    except OSError:
+        pass
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return 0.0
+
+
 class Proc:
     """A process under test: exec time, exit code, and its memory from /proc/PID/status."""
 
@@ -256,9 +273,30 @@ class Proc:
         self.pid = self.p.pid
         self._sampling = False
         self.rss_max_kb = 0
+        self.cpu_samples: list[tuple[float, float]] = []  # (monotonic, CPU seconds), while sampling
 
     def alive(self) -> bool:
-        return self.p.poll() is None
+        """Whether it still runs. Does not reap it: an exited process stays a zombie, whose CPU time
+        can still be read (the C consumer exits by itself at the end of its drain), until wait()."""
+        if self.p.returncode is not None:
+            return False
+        try:
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:
+            return self.p.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code (negative: the signal) once it has exited, reaped or not (see alive()); else None."""
+        if self.p.returncode is not None:
+            return self.p.returncode
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return self.p.poll()
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
     def status_kb(self, field: str) -> int:
         try:
@@ -276,21 +314,28 @@ class Proc:
         return self.status_kb("VmHWM")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time so far (all threads), from /proc/PID/stat; 0 once it has exited."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-            return 0.0
+        return cpu_seconds(self.pid)
+
+    def cpu_at(self, t: float) -> float:
+        """CPU time at monotonic time t, from the samples start_sampling() took (the last one at or
+        before t; 0 if none)."""
+        best = 0.0
+        for ts, cpu in self.cpu_samples:
+            if ts > t:
+                break
+            best = cpu
+        return best
 
     def start_sampling(self, every: float = 0.05) -> None:
         """Samples VmRSS every `every` s until stop_sampling(); keeps the maximum."""
         self._sampling = True
         self.rss_max_kb = 0
+        self.cpu_samples = []
 
         def loop() -> None:
             while self._sampling and self.alive():
                 self.rss_max_kb = max(self.rss_max_kb, self.rss_kb())
+                self.cpu_samples.append((monotonic(), self.cpu_seconds()))
                 time.sleep(every)
         self._sampler = threading.Thread(target=loop, daemon=True)
         self._sampler.start()
@@ -356,7 +401,7 @@ def wait_http_2xx(proc: Proc, port: int, path: str, *, timeout: float = 60, ever
         if 200 <= status < 300:
             return monotonic()
         if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited (code {proc.p.returncode}) before {path} answered 2xx:\n"
+            raise RuntimeError(f"{proc.name} exited (code {proc.returncode}) before {path} answered 2xx:\n"
                                f"{proc.log_tail()}")
         if monotonic() > deadline:
             raise RuntimeError(f"{proc.name}: {path} not 2xx within {timeout:.0f} s (last status {status})")
@@ -378,6 +423,101 @@ def wait_port_free(port: int, timeout: float = 10) -> None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of values; NaN if there are none."""
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[max(0, min(len(v) - 1, math.ceil(q / 100 * len(v)) - 1))]
+
+
+# ---------------------------------------------------------------- probes during a drain
+
+
+class Prober:
+    """bench/out/prober (bench/c/prober.c): GET each of `paths` every `interval_ms` on a fresh connection,
+    as a kubelet does; its lines go to `log`. stop() ends it and returns its probes and CPU time."""
+
+    def __init__(self, port: int, paths: list[str], log: Path, interval_ms: int = 5):
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log
+        self.t0 = monotonic()
+        with open(log, "wb") as out:
+            self.p = subprocess.Popen([str(OUT / "prober"), str(port), str(interval_ms), *paths], stdout=out,
+                                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        STARTED.append(self.p)
+
+    def stop(self) -> dict:
+        """{"probes": [(start, path, status, latency s)], "cpu": s, "wall": s}."""
+        wall = monotonic() - self.t0
+        self.p.send_signal(signal.SIGTERM)
+        try:  # read its CPU time before reaping it
+            os.waitid(os.P_PID, self.p.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass
+        cpu = cpu_seconds(self.p.pid)
+        self.p.wait(10)
+        probes = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) == 4:
+                probes.append((int(parts[0]) / 1e9, parts[1], int(parts[2]), int(parts[3]) / 1e9))
+        return {"probes": probes, "cpu": cpu, "wall": wall}
+
+
+def probe_stats(probes: list[tuple[float, str, int, float]], path: str) -> dict:
+    """count, p50 / p90 / p99 / max latency (ms) and non-2xx (0: no answer) of one path's probes."""
+    mine = [p for p in probes if p[1] == path]
+    lat = [p[3] * 1000 for p in mine]
+    bad = [p[2] for p in mine if not 200 <= p[2] < 300]
+    return {"count": len(mine), "p50": percentile(lat, 50), "p90": percentile(lat, 90),
+            "p99": percentile(lat, 99), "max": max(lat) if lat else float("nan"), "non2xx": len(bad),
+            "statuses": sorted(set(bad))}
+
+
+# ---------------------------------------------------------------- frozen dependencies
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is pid."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                pass
+    return out
+
+
+def freeze(dependency: str) -> list[int]:
+    """SIGSTOPs the bench instance's redis-server, or its postmaster and then every child of it (the
+    backends, which serve existing connections, and the auxiliary processes: stopping the postmaster
+    alone leaves established connections answering). Returns the pids stopped: thaw() them."""
+    main = int(services("pid", dependency))
+    os.kill(main, signal.SIGSTOP)
+    stopped = [main]
+    if dependency == "postgres":
+        for _ in range(2):  # once more for a child forked while the first pass ran
+            for child in children(main):
+                if child not in stopped:
+                    try:
+                        os.kill(child, signal.SIGSTOP)
+                        stopped.append(child)
+                    except ProcessLookupError:
+                        pass
+    return stopped
+
+
+def thaw(pids: list[int]) -> None:
+    for pid in reversed(pids):
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
 
 
 # ---------------------------------------------------------------- docs/BENCHMARKS.md

@@ -44,6 +44,7 @@ pkg-config --exists librabbitmq 2>/dev/null || missing+=(librabbitmq-dev)
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v valgrind >/dev/null || missing+=(valgrind)  # bench/run's callgrind instruction counts
 if ((${#missing[@]})); then
     ((EUID == 0)) || die "missing packages (${missing[*]}); run as root or install them"
     note "installing ${missing[*]} (apt-get)"
@@ -84,6 +85,9 @@ for p in consumer publisher; do
     cc -O2 -Wall -Wextra -std=gnu11 -o "$OUT/$p" "bench/c/$p.c" "${RMQ_FLAGS[@]}" ||
         die "building bench/c/$p.c failed"
 done
+cc -O2 -Wall -Wextra -std=gnu11 -o "$OUT/prober" bench/c/prober.c || die "building bench/c/prober.c failed"
+cc -O2 -Wall -Wextra -std=gnu11 -shared -fPIC -o "$OUT/sigsuspend-shim.so" bench/c/sigsuspend-shim.c ||
+    die "building bench/c/sigsuspend-shim.c failed"
 
 # LOCKED: prefix for a build or a measurement (flock on BENCH_LOCK, or nothing).
 LOCKED=()
@@ -108,6 +112,21 @@ build_worker() {
     mkdir -p "$OUT/bin"
     ln -sfn "$built" "$OUT/bin/$name"
     echo "$OUT/bin/$name"
+}
+
+# build_rev REV: event-worker (release) built from commit REV: a `git archive` of it in
+# $OUT/rev/<commit>/src (no worktree registered in the shared repository), built in .../build, linked
+# as $OUT/bin/warren-bench-worker-<commit>; prints that path. Used by bench/compare (BENCH_BEFORE) and
+# bench/run (BENCH_BASELINE).
+build_rev() {
+    local sha dir
+    sha=$(git -C "$ROOT" rev-parse --short=12 --verify "$1^{commit}") || die "no commit '$1'"
+    dir=$OUT/rev/$sha
+    if [[ ! -f $dir/src/Package.swift ]]; then
+        rm -rf "$dir/src" && mkdir -p "$dir/src"
+        git -C "$ROOT" archive "$sha" | tar -x -C "$dir/src"
+    fi
+    build_worker "$dir/src" "$dir/build" "warren-bench-worker-$sha"
 }
 
 WORKER=$(build_worker "$ROOT" "${BENCH_BUILD_PATH:-$OUT/swift-build}" warren-bench-worker)
