@@ -14,6 +14,10 @@ extension SubscriptionService {
                                                     attempt: { WarrenHeaders.failures(of: $0.properties) + 1 })
         handlerEnvironment.tracer = MessageTracer.current()
         let environment = handlerEnvironment
+        // One task watches every chunk's handler timeout (see HandlerDeadlines).
+        let deadlines = subscription.options.handlerTimeout.map(HandlerDeadlines.init)
+        let watcher = deadlines.map { deadlines in Task { await deadlines.watch() } }
+        defer { watcher?.cancel() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
             for try await batch in consumer.batches {
@@ -28,14 +32,15 @@ extension SubscriptionService {
                         running -= 1
                     }
                     running += 1
-                    group.addTask { await self.process(Array(chunk), environment, on: connection) }
+                    group.addTask { await self.process(Array(chunk), environment, deadlines, on: connection) }
                 }
             }
             try await group.waitForAll()
         }
     }
 
-    private func process(_ chunk: [AMQPDelivery], _ environment: HandlerEnvironment, on connection: AMQPConnection) async {
+    private func process(_ chunk: [AMQPDelivery], _ environment: HandlerEnvironment, _ deadlines: HandlerDeadlines?,
+                         on connection: AMQPConnection) async {
         guard gate.isOpen else {
             // Arrived after we decided to pause or stop, unhandled: straight back to the queue (the
             // consumer is being cancelled, so it cannot loop); a quorum queue counts one delivery.
@@ -49,7 +54,7 @@ extension SubscriptionService {
             chunk.map { tracer.consumerSpan(for: $0, queue: environment.queue, attempt: environment.attempt($0)) }
         }
         let started = MonotonicClock.now
-        var (outcomes, timedOut) = await runHandler(chunk, environment)
+        var (outcomes, timedOut) = await runHandler(chunk, environment, deadlines)
         let share = (MonotonicClock.now - started).nanoseconds / Int64(chunk.count)
         metrics.inFlight.decrement(by: Double(chunk.count))
         if outcomes.count != chunk.count {
@@ -81,19 +86,17 @@ extension SubscriptionService {
     /// Runs the handler under the subscription's timeout. Past it, the handler's task is cancelled and
     /// left behind (cancellation is cooperative: a handler that ignores it runs on, but its result is
     /// no longer waited for), and every delivery of the chunk is a failed attempt.
-    private func runHandler(_ chunk: [AMQPDelivery], _ environment: HandlerEnvironment) async -> (outcomes: [MessageOutcome], timedOut: Bool) {
+    private func runHandler(_ chunk: [AMQPDelivery], _ environment: HandlerEnvironment,
+                            _ deadlines: HandlerDeadlines?) async -> (outcomes: [MessageOutcome], timedOut: Bool) {
         let handler = subscription.handler
-        guard let timeout = subscription.options.handlerTimeout else { return (await handler(chunk, environment), false) }
+        guard let deadlines else { return (await handler(chunk, environment), false) }
         let race = HandlerRace()
         return await withCheckedContinuation { continuation in
             race.start(continuation)
-            let work = Task { race.finish(.done(await handler(chunk, environment))) }
-            let timer = Task {
-                try? await Task.sleep(for: timeout)
-                if race.finish(.timedOut) { work.cancel() }
-            }
-            race.onFinish { timer.cancel() }
-        }.result(count: chunk.count, timeout: timeout, logger: logger, metrics: metrics)
+            let work = Task { _ = race.finish(.done(await handler(chunk, environment))) }
+            let id = deadlines.register(race, work: work)
+            race.onFinish { deadlines.remove(id) }
+        }.result(count: chunk.count, timeout: deadlines.timeout, logger: logger, metrics: metrics)
     }
 
     /// Carries out the outcome of one delivery: decides the settlement (pure), then acks, or publishes
@@ -158,8 +161,64 @@ extension SubscriptionService {
     }
 }
 
+/// The handler timeouts of one consumer, watched by one task: each chunk registers its handler's task
+/// and race, and the watcher ends the races past their deadline and cancels those handlers. (A timer
+/// task per chunk cost two more task runs, and a 30-s dispatch timer left pending, for every chunk.)
+final class HandlerDeadlines: Sendable {
+    private struct Entry {
+        let deadline: UInt64
+        let race: HandlerRace
+        let work: Task<Void, Never>
+    }
+
+    private struct State {
+        var entries: [Int: Entry] = [:]
+        var nextID = 0
+    }
+
+    let timeout: Duration
+    /// How often the watcher looks: a twentieth of the timeout, within 5–250 ms (a 30-s timeout is
+    /// then enforced within 250 ms).
+    let tick: Duration
+    private let state = Mutex(State())
+
+    init(timeout: Duration) {
+        self.timeout = timeout
+        self.tick = min(max(timeout / 20, .milliseconds(5)), .milliseconds(250))
+    }
+
+    /// Watches `race` (whose handler runs in `work`) from now; returns the id to ``remove(_:)`` it with.
+    func register(_ race: HandlerRace, work: Task<Void, Never>) -> Int {
+        let deadline = MonotonicClock.nanoseconds() + UInt64(max(timeout.nanoseconds, 0))
+        return state.withLock { state in
+            defer { state.nextID += 1 }
+            state.entries[state.nextID] = Entry(deadline: deadline, race: race, work: work)
+            return state.nextID
+        }
+    }
+
+    /// Stops watching a race that ended.
+    func remove(_ id: Int) {
+        state.withLock { _ = $0.entries.removeValue(forKey: id) }
+    }
+
+    /// Until cancelled: every ``tick``, times out the handlers past their deadline. At most
+    /// `concurrency` entries are watched, so a scan is cheap.
+    func watch() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: tick)
+            let now = MonotonicClock.nanoseconds()
+            let expired = state.withLock { state -> [Entry] in
+                let ids = state.entries.compactMap { $0.value.deadline <= now ? $0.key : nil }
+                return ids.compactMap { state.entries.removeValue(forKey: $0) }
+            }
+            for entry in expired where entry.race.finish(.timedOut) { entry.work.cancel() }
+        }
+    }
+}
+
 /// The race between a handler and its timeout: whichever finishes first wins, once.
-private final class HandlerRace: Sendable {
+final class HandlerRace: Sendable {
     enum Result: Sendable {
         case done([MessageOutcome])
         case timedOut

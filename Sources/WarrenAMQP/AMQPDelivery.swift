@@ -111,13 +111,13 @@ public struct AMQPDelivery: Sendable {
     /// Acknowledges every delivery of `deliveries`, as ``ack()`` on each would, but queues those of one
     /// connection for its I/O thread together: one lock and at most one wake-up of that thread per run,
     /// instead of one lock per message.
-    public static func ack(_ deliveries: some Collection<AMQPDelivery>) {
+    public static func ack(_ deliveries: [AMQPDelivery]) {
         var start = deliveries.startIndex
         while start != deliveries.endIndex {
             // A run of deliveries from one connection (a chunk is always one run).
             let core = deliveries[start].core
-            var end = deliveries.index(after: start)
-            while end != deliveries.endIndex, deliveries[end].core === core { deliveries.formIndex(after: &end) }
+            var end = start + 1
+            while end != deliveries.endIndex, deliveries[end].core === core { end += 1 }
             core?.acknowledge(deliveries[start..<end])
             start = end
         }

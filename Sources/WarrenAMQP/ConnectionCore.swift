@@ -63,7 +63,7 @@ final class ConnectionCore: Sendable {
     }
 
     /// Queues an ack for each of `deliveries` (all of this connection) under one lock.
-    func acknowledge(_ deliveries: some Collection<AMQPDelivery>) {
+    func acknowledge(_ deliveries: ArraySlice<AMQPDelivery>) {
         let wake = inbox.withLock { inbox -> Bool in
             guard inbox.accepting else { return false }
             inbox.settlements.reserveCapacity(inbox.settlements.count + deliveries.count)

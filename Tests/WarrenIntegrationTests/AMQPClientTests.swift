@@ -56,6 +56,39 @@ extension Integration {
             await publisher.close()
         }
 
+        /// The owner thread reads content frames itself: an empty body, one frame, and bodies spanning
+        /// several frames (frame_max is 128 KiB) arrive byte for byte, with their properties.
+        @Test func bodiesOfEverySizeArriveWhole() async throws {
+            let queue = uniqueName("test-sizes")
+            let connection = try await AMQPConnection.connect(configuration: config)
+            try await connection.declareQueue(queue, durable: false, autoDelete: false)
+            let sizes = [0, 1, 131_064, 131_072, 300_000, 2_000_000]
+            var bodies: [[UInt8]] = []
+            for (index, size) in sizes.enumerated() {
+                let body = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index) }
+                bodies.append(body)
+                var properties = AMQPProperties.persistentJSON
+                properties.messageID = "m\(index)"
+                properties.headers = ["x-size": .int(Int64(size))]
+                try await connection.publish(body, routingKey: queue, properties: properties)
+            }
+            let deliveries = try await connection.consume(queue: queue)
+            var index = 0
+            for try await delivery in deliveries {
+                #expect(delivery.body == bodies[index], "body \(index) of \(sizes[index]) bytes")
+                #expect(delivery.properties.messageID == "m\(index)")
+                #expect(delivery.properties.contentType == "application/json")
+                #expect(delivery.properties.headers["x-size"] == .int(Int64(sizes[index])))
+                delivery.ack()
+                index += 1
+                if index == sizes.count { break }
+            }
+            try await deliveries.cancel()
+            #expect(try await connection.inspectQueue(queue).messageCount == 0)
+            try await connection.deleteQueue(queue)
+            await connection.close()
+        }
+
         @Test func nackWithRequeueRedelivers() async throws {
             let queue = uniqueName("test-nack")
             let connection = try await AMQPConnection.connect(configuration: config)

@@ -50,6 +50,12 @@ final class ConnectionOwner {
 
     /// Frames handled per loop turn before the inbox is drained again.
     static let framesPerTurn = 256
+    /// Frames read, and body bytes among them, since librabbitmq's buffers were last released.
+    var unreleasedFrames = 0
+    var unreleasedBodyBytes = 0
+    /// Release the buffers after this many frames, or this many body bytes (see ``readFrames(limit:)``).
+    static let framesPerRelease = 64
+    static let bodyBytesPerRelease = 256 * 1024
 
     init(core: ConnectionCore) {
         self.core = core
