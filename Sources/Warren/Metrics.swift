@@ -36,7 +36,9 @@ public enum WarrenMetrics {
     public static let messagesRetried = "warren_messages_retried_total"
     /// Counter, `queue`: messages dead-lettered (invalid, or out of attempts).
     public static let messagesDeadLettered = "warren_messages_dead_lettered_total"
-    /// Histogram, `queue`: handler run time, every outcome (buckets: ``handlerDurationBuckets``).
+    /// Histogram, `queue`: handler run time, every outcome (buckets: ``handlerDurationBuckets``): one
+    /// observation per message for message handlers (a chunk's time shared among its messages), one
+    /// per call for batch handlers (the chunk).
     public static let handlerDuration = "warren_handler_duration_seconds"
     /// Counter, `queue`: messages whose handler ran past its timeout (then retried).
     public static let handlerTimeouts = "warren_handler_timeouts_total"
@@ -76,7 +78,7 @@ public enum WarrenMetrics {
               help: "messages ready in the queue at the last readiness round trip (the backlog, without the broker's exporter)"),
         .init(name: queueConsumers, kind: .gauge, labels: ["queue"],
               help: "consumers on the queue, every replica's, at the last readiness round trip"),
-        .init(name: handlerDuration, kind: .histogram, labels: ["queue"], help: "handler run time, every outcome"),
+        .init(name: handlerDuration, kind: .histogram, labels: ["queue"], help: "handler run time, every outcome (per message; per chunk for batch handlers)"),
         .init(name: messagesInFlight, kind: .gauge, labels: ["queue"], help: "handlers running now"),
         .init(name: consumerState, kind: .gauge, labels: ["queue", "state"],
               help: "1 for the consumer's current state (consuming, paused, disconnected), 0 for the others"),

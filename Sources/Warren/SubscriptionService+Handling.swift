@@ -67,7 +67,14 @@ extension SubscriptionService {
         if let spans, let tracer = environment.tracer {
             for (span, outcome) in zip(spans, outcomes) { tracer.end(span, outcome: outcome) }
         }
-        for _ in chunk { metrics.handlerDuration.recordNanoseconds(share) }
+        // A message handler's time is shared among its messages; a batch handler's chunk is one call,
+        // observed once (a histogram observation costs ~800 instructions: per message it was ~7 % of
+        // a no-op message's cost, for figures that said nothing more).
+        if subscription.tracesEachMessage {
+            for _ in chunk { metrics.handlerDuration.recordNanoseconds(share) }
+        } else {
+            metrics.handlerDuration.recordNanoseconds(share * Int64(chunk.count))
+        }
         // The plain acks first, together (one lock and one wake-up of the I/O thread for the chunk),
         // then whatever needs a copy published.
         if outcomes.allSatisfy({ $0 == .ack }) {

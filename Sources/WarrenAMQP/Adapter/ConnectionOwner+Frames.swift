@@ -141,8 +141,7 @@ extension ConnectionOwner {
     /// The next frame, which must be on `channel`; waits at most the RPC timeout.
     private func nextFrame(on channel: ChannelID, doing what: String) throws(AMQPError) -> amqp_frame_t {
         guard let conn else { throw AMQPError(.connectionClosed, "connection is closed") }
-        var timeout = timeval(tv_sec: Int(core.configuration.rpcTimeout.components.seconds), tv_usec: 0)
-        if timeout.tv_sec <= 0 { timeout.tv_sec = 1 }
+        var timeout = contentTimeout
         var frame = amqp_frame_t()
         let rc = amqp_simple_wait_frame_noblock(conn, &frame, &timeout)
         guard rc == AMQP_STATUS_OK.rawValue else { throw AMQPError(status: rc, doing: what) }

@@ -57,8 +57,12 @@ final class ConnectionOwner {
     static let framesPerRelease = 64
     static let bodyBytesPerRelease = 256 * 1024
 
+    /// How long the frames of a message may take to follow its `basic.deliver`: the RPC timeout.
+    let contentTimeout: timeval
+
     init(core: ConnectionCore) {
         self.core = core
+        self.contentTimeout = timeval(tv_sec: max(1, Int(core.configuration.rpcTimeout.components.seconds)), tv_usec: 0)
         self.policy = ConnectPolicy(configuration: core.configuration)
     }
 
