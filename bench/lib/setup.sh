@@ -102,12 +102,19 @@ LOCKED=()
 build_worker() {
     local src=$1 scratch=$2 name=$3 built
     shift 3
+    # A commit from before scripts/build-release is built as it was then (a plain release build, the
+    # Swift runtime loaded from the toolchain), so that "before" is what shipped.
+    local build=("$src/scripts/build-release") show=("$src/scripts/build-release" --show-bin-path)
+    if [[ ! -x $src/scripts/build-release ]]; then
+        build=(swift build -c release --product event-worker)
+        show=(swift build -c release --show-bin-path)
+    fi
     if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-        note "scripts/build-release --scratch-path $scratch $* (in $src)"
-        (cd "$src" && "${LOCKED[@]}" "$ROOT/scripts/build-release" --scratch-path "$scratch" "$@" >&2) ||
+        note "${build[*]} --scratch-path $scratch $* (in $src)"
+        (cd "$src" && "${LOCKED[@]}" "${build[@]}" --scratch-path "$scratch" "$@" >&2) ||
             die "swift build failed (in $src)"
     fi
-    built=$(cd "$src" && "$ROOT/scripts/build-release" --show-bin-path --scratch-path "$scratch" "$@")/event-worker
+    built=$(cd "$src" && "${show[@]}" --scratch-path "$scratch" "$@")/event-worker
     [[ -x $built ]] || die "$built not built"
     mkdir -p "$OUT/bin"
     ln -sfn "$built" "$OUT/bin/$name"
