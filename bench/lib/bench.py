@@ -870,7 +870,9 @@ def write_doc(ctx: dict) -> None:
         a("")
     a("## Targets")
     a("")
-    a("Met or not from the work tree's (\"after\") figures; each a ratio measured side by side in this run.")
+    a("Met or not from the work tree's (\"after\") figures; each a ratio measured side by side in this run. "
+      "What was changed between \"before\" and \"after\", and the profiles that found each change: "
+      "[`PERFORMANCE.md`](PERFORMANCE.md); RSS by build flags: [`FOOTPRINT.md`](FOOTPRINT.md).")
     a("")
     a("| target | " + ("before | " if before_targets else "") + "after | |")
     a("| --- | " + ("---: | " if before_targets else "") + "---: | --- |")
