@@ -27,7 +27,10 @@ public struct HealthReporter: Sendable {
 
     /// `/internal/alive`: the cooperative pool and the registered threads ticked recently.
     public func liveness() -> HealthReport {
-        let now = WallClock.now()
+        // To the millisecond, as the report prints it: reports made within one millisecond are equal,
+        // so a route can reuse the rendering (see the side port's health routes).
+        var now = WallClock.now()
+        now.nanoseconds -= now.nanoseconds % 1_000_000
         let entries = watchdog.readings().map { reading in
             HealthReport.Entry(
                 componentID: reading.component, status: reading.status,
