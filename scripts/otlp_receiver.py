@@ -8,6 +8,7 @@ Run it through scripts/otlp-receiver, which provides the virtualenv.
 """
 import argparse
 import json
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,8 +34,9 @@ def value(any_value):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, required=True, help="0: any free port (see --port-file)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--port-file", help="written with the bound port once the receiver listens")
     args = parser.parse_args()
     lock = threading.Lock()
 
@@ -79,7 +81,13 @@ def main():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    print(f"otlp receiver on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
+    port = server.server_address[1]
+    if args.port_file:
+        # Written whole under another name, then renamed: a reader never sees half a number.
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write(str(port))
+        os.replace(args.port_file + ".tmp", args.port_file)
+    print(f"otlp receiver on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     server.serve_forever()
 
 

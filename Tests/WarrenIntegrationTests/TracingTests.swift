@@ -7,21 +7,32 @@ import WarrenTestSupport
 /// A real OTLP/HTTP receiver on loopback (scripts/otlp-receiver: Python, decoding with the
 /// opentelemetry-proto package), writing every span it receives as a JSON line.
 final class OTLPReceiver: @unchecked Sendable {
-    let port = Int.random(in: 30_000...39_999)
+    /// The port the receiver bound (it picks a free one: a random port was once taken by another
+    /// listener, and the test then waited for spans sent to that one).
+    let port: Int
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("otlp-\(UUID().uuidString).jsonl")
     private let process = Process()
 
     init() async throws {
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        let portFile = out.path + ".port"
         process.executableURL = Servers.root.appendingPathComponent("scripts/otlp-receiver")
-        process.arguments = ["--port", String(port), "--out", out.path]
+        process.arguments = ["--port", "0", "--port-file", portFile, "--out", out.path]
         process.standardInput = FileHandle.nullDevice
-        try withDefaultSignalMask { try process.run() }
-        let port = self.port
-        let up = await eventually(timeout: .seconds(60), every: .milliseconds(100)) {
-            (try? await onThread { try RawConnection.connect(port: port) }) != nil
+        let receiver = process
+        try withDefaultSignalMask { try receiver.run() }
+        var bound: Int?
+        // The first run of scripts/otlp-receiver installs its venv: allow a minute.
+        _ = await eventually(timeout: .seconds(60), every: .milliseconds(100)) {
+            bound = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0) }
+            return bound != nil || !receiver.isRunning
         }
-        guard up else { throw Servers.Failure("the OTLP receiver did not listen on \(port)") }
+        try? FileManager.default.removeItem(atPath: portFile)
+        guard let bound else {
+            if receiver.isRunning { receiver.terminate() }
+            throw Servers.Failure("the OTLP receiver did not start listening")
+        }
+        port = bound
     }
 
     /// The OpenTelemetry environment that sends a process's spans here, quickly.
@@ -84,6 +95,9 @@ extension Integration {
             var environment = f.environment.merging(receiver.environment) { $1 }
             environment["OTEL_SERVICE_NAME"] = "event-worker-under-test"
             let worker = try WorkerProcess(environment: environment)
+            // Stopped whatever the outcome: a worker left running keeps its broker connection, which
+            // a later test counting event-worker connections would see.
+            defer { Task { await worker.terminate() } }
             let (traceparent, trace, parent) = makeTraceparent()
             let id = UUID().uuidString.lowercased()
             let body = #"{"id":"\#(id)","type":"traced","payload":{"run":"\#(f.run)"}}"#

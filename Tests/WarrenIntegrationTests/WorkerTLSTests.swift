@@ -49,7 +49,9 @@ extension Integration {
             // RabbitMQ lists the worker's connection on its TLS port, with the client certificate.
             let connections = try await Servers.services(
                 "rabbitmqctl", "list_connections", "--silent", "port", "ssl", "peer_cert_subject", "client_properties")
-            let workers = connections.split(separator: "\n").filter { $0.contains("event-worker") }
+            // (Only those on the TLS port: another test's event-worker, exiting, may still be listed on
+            // the plain port; readiness above already named the TLS port as this worker's broker.)
+            let workers = connections.split(separator: "\n").filter { $0.contains("event-worker") && $0.hasPrefix("\(TLSServers.tlsPort)\t") }
             #expect(!workers.isEmpty && workers.allSatisfy { $0.hasPrefix("\(TLSServers.tlsPort)\ttrue\t") && $0.contains("CN=warren-client") },
                     "\(connections)")
             // PostgreSQL sees every session of the worker over TLS.
