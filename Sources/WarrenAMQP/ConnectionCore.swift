@@ -66,7 +66,6 @@ final class ConnectionCore: Sendable {
     func acknowledge(_ deliveries: ArraySlice<AMQPDelivery>) {
         let wake = inbox.withLock { inbox -> Bool in
             guard inbox.accepting else { return false }
-            inbox.settlements.reserveCapacity(inbox.settlements.count + deliveries.count)
             for delivery in deliveries {
                 inbox.settlements.append(QueuedSettlement(channel: delivery.channel, deliveryTag: delivery.deliveryTag, settlement: .ack))
             }
