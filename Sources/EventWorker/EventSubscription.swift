@@ -12,7 +12,8 @@ extension Settings {
         return Subscription(
             Topology(queue: queue, queueType: queueType),
             options: SubscriptionOptions(prefetch: prefetch, concurrency: concurrency, retry: retry,
-                                         handlerTimeout: handlerTimeout),
+                                         handlerTimeout: handlerTimeout,
+                                         handlerExecutor: handlerThread == .connection ? .connectionThread : .cooperativePool),
             batchHandler: handler)
     }
 }

@@ -57,6 +57,7 @@ struct SettingOptions: ParsableArguments {
     @Option(help: "PREFETCH") var prefetch: String?
     @Option(help: "CONCURRENCY") var concurrency: String?
     @Option(help: "HANDLER: ingest or noop") var handler: String?
+    @Option(name: .customLong("handler-thread"), help: "HANDLER_THREAD: pool or connection (the AMQP I/O thread)") var handlerThread: String?
     @Option(name: .customLong("health-host"), help: "HEALTH_HOST") var healthHost: String?
     @Option(name: .customLong("health-port"), help: "HEALTH_PORT") var healthPort: String?
     @Option(name: .customLong("log-level"), help: "LOG_LEVEL") var logLevel: String?
@@ -71,6 +72,7 @@ struct SettingOptions: ParsableArguments {
         let pairs: [(String, String?)] = [
             ("AMQP_URL", amqpURL), ("REDIS_URL", redisURL), ("DATABASE_URL", databaseURL), ("QUEUE", queue),
             ("QUEUE_TYPE", queueType), ("PREFETCH", prefetch), ("CONCURRENCY", concurrency), ("HANDLER", handler),
+            ("HANDLER_THREAD", handlerThread),
             ("HEALTH_HOST", healthHost), ("HEALTH_PORT", healthPort), ("LOG_LEVEL", logLevel),
             ("LOG_FORMAT", logFormat), ("DRAIN_TIMEOUT", drainTimeout), ("MAX_ATTEMPTS", maxAttempts),
             ("RETRY_DELAY", retryDelay), ("RETRY_DELAY_MAX", retryDelayMax), ("HANDLER_TIMEOUT", handlerTimeout),

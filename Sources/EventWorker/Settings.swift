@@ -20,6 +20,15 @@ enum HandlerKind: String, CaseIterable, Sendable {
     case noop
 }
 
+/// Where handlers run (`HANDLER_THREAD`). The worker's own handlers (ingest, noop) await Redis and
+/// Postgres and compute little, so by default they run on the AMQP I/O thread.
+enum HandlerThread: String, CaseIterable, Sendable {
+    /// Swift's cooperative pool.
+    case pool
+    /// The AMQP connection's I/O thread (``Warren/HandlerExecutor/connectionThread``).
+    case connection
+}
+
 /// Everything `event-worker run` needs, resolved from flags and environment (flags win).
 struct Settings: Sendable {
     var amqp: AMQPConfiguration
@@ -30,6 +39,7 @@ struct Settings: Sendable {
     var prefetch: UInt16
     var concurrency: Int
     var handler: HandlerKind
+    var handlerThread: HandlerThread
     var healthHost: String
     var healthPort: Int
     var logLevel: Logger.Level
@@ -47,6 +57,7 @@ struct Settings: Sendable {
         "PREFETCH": "100",
         "CONCURRENCY": "16",
         "HANDLER": "ingest",
+        "HANDLER_THREAD": "connection",
         "HEALTH_HOST": "0.0.0.0",
         "HEALTH_PORT": "8080",
         "LOG_LEVEL": "info",
@@ -134,6 +145,7 @@ struct Settings: Sendable {
             queueType: try choice("QUEUE_TYPE", QueueType.self),
             prefetch: UInt16(prefetch), concurrency: concurrency,
             handler: try choice("HANDLER", HandlerKind.self),
+            handlerThread: try choice("HANDLER_THREAD", HandlerThread.self),
             healthHost: healthHost, healthPort: try integer("HEALTH_PORT", 0...65535),
             logLevel: logLevel, logFormat: try choice("LOG_FORMAT", LogFormat.self),
             drainTimeout: .seconds(drain),
@@ -154,6 +166,7 @@ struct Settings: Sendable {
             "warren.prefetch": "\(prefetch)",
             "warren.concurrency": "\(concurrency)",
             "warren.handler": "\(handler.rawValue)",
+            "warren.handler_thread": "\(handlerThread.rawValue)",
             "warren.health": "\(healthHost):\(healthPort)",
             "warren.drain_timeout": "\(drainTimeout)",
             "warren.max_attempts": "\(retry.maxAttempts)",

@@ -17,19 +17,36 @@ public struct SubscriptionOptions: Sendable {
     /// subscription pauses (its consumer is cancelled; messages wait in the queue) and the others go
     /// on. `nil`: every check added with `gatesConsumption: true`.
     public var needs: Set<String>?
+    /// Where the handlers run: the cooperative pool (the default), or the connection's I/O thread.
+    public var handlerExecutor: HandlerExecutor
 
     /// Options; `concurrency` is capped at `prefetch`.
     public init(prefetch: UInt16 = 100, concurrency: Int = 16, retry: RetryPolicy = RetryPolicy(),
-                handlerTimeout: Duration? = .seconds(30), needs: Set<String>? = nil) {
+                handlerTimeout: Duration? = .seconds(30), needs: Set<String>? = nil,
+                handlerExecutor: HandlerExecutor = .cooperativePool) {
         self.prefetch = prefetch
         self.concurrency = concurrency
         self.retry = retry
         self.handlerTimeout = handlerTimeout
         self.needs = needs
+        self.handlerExecutor = handlerExecutor
     }
 
     /// Handler attempts before a message is dead-lettered (``RetryPolicy/maxAttempts``).
     public var maxAttempts: Int { retry.maxAttempts }
+}
+
+/// Where a subscription's handlers run.
+public enum HandlerExecutor: Sendable, Equatable {
+    /// Swift's cooperative pool: a handler may compute for as long as it needs; each batch of
+    /// deliveries costs a hand-over from the connection's thread to the pool and back.
+    case cooperativePool
+    /// The connection's I/O thread (``WarrenAMQP/AMQPConnection/taskExecutor``): a delivery is read,
+    /// handled and acknowledged by one thread, with no wake-up of another (on two cores, a no-op
+    /// message costs about half the CPU time). For handlers that await rather than compute: while a
+    /// handler computes or blocks, the connection reads nothing and sends no heartbeat, and past the
+    /// stall threshold liveness reports the I/O thread stuck.
+    case connectionThread
 }
 
 /// What the subscription service (or `WarrenTesting`) gives a handler besides the deliveries.

@@ -18,7 +18,11 @@ extension SubscriptionService {
         let deadlines = subscription.options.handlerTimeout.map(HandlerDeadlines.init)
         let watcher = deadlines.map { deadlines in Task { await deadlines.watch() } }
         defer { watcher?.cancel() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        // Handlers on the connection's thread: this loop, the chunk tasks and the handlers run there
+        // (see AMQPConnection.taskExecutor); otherwise on the cooperative pool.
+        let executor = self.executor(of: connection)
+        try await withTaskExecutorPreference(executor) {
+          try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
             for try await batch in consumer.batches {
                 metrics.received.increment(by: Int64(batch.count))
@@ -36,6 +40,15 @@ extension SubscriptionService {
                 }
             }
             try await group.waitForAll()
+          }
+        }
+    }
+
+    /// The executor the subscription's handlers prefer (nil: the cooperative pool).
+    func executor(of connection: AMQPConnection) -> (any TaskExecutor)? {
+        switch subscription.options.handlerExecutor {
+        case .cooperativePool: nil
+        case .connectionThread: connection.taskExecutor
         }
     }
 
@@ -54,7 +67,7 @@ extension SubscriptionService {
             chunk.map { tracer.consumerSpan(for: $0, queue: environment.queue, attempt: environment.attempt($0)) }
         }
         let started = MonotonicClock.now
-        var (outcomes, timedOut) = await runHandler(chunk, environment, deadlines)
+        var (outcomes, timedOut) = await runHandler(chunk, environment, deadlines, executor: executor(of: connection))
         let share = (MonotonicClock.now - started).nanoseconds / Int64(chunk.count)
         metrics.inFlight.decrement(by: Double(chunk.count))
         if outcomes.count != chunk.count {
@@ -93,14 +106,14 @@ extension SubscriptionService {
     /// Runs the handler under the subscription's timeout. Past it, the handler's task is cancelled and
     /// left behind (cancellation is cooperative: a handler that ignores it runs on, but its result is
     /// no longer waited for), and every delivery of the chunk is a failed attempt.
-    private func runHandler(_ chunk: [AMQPDelivery], _ environment: HandlerEnvironment,
-                            _ deadlines: HandlerDeadlines?) async -> (outcomes: [MessageOutcome], timedOut: Bool) {
+    private func runHandler(_ chunk: [AMQPDelivery], _ environment: HandlerEnvironment, _ deadlines: HandlerDeadlines?,
+                            executor: (any TaskExecutor)?) async -> (outcomes: [MessageOutcome], timedOut: Bool) {
         let handler = subscription.handler
         guard let deadlines else { return (await handler(chunk, environment), false) }
         let race = HandlerRace()
         return await withCheckedContinuation { continuation in
             race.start(continuation)
-            let work = Task { _ = race.finish(.done(await handler(chunk, environment))) }
+            let work = Task(executorPreference: executor) { _ = race.finish(.done(await handler(chunk, environment))) }
             let id = deadlines.register(race, work: work)
             race.onFinish { deadlines.remove(id) }
         }.result(count: chunk.count, timeout: deadlines.timeout, logger: logger, metrics: metrics)

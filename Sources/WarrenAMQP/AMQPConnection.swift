@@ -60,6 +60,16 @@ public final class AMQPConnection: Sendable {
         return now < deadline ? now : max(tick, deadline)
     }
 
+    /// An executor that runs tasks on this connection's I/O thread, between its reads of the socket.
+    ///
+    /// Tasks that prefer it (`withTaskExecutorPreference(connection.taskExecutor)`) handle a
+    /// delivery in the same turn of the I/O loop that read it, and their acks go out in the next,
+    /// with no thread woken in between: the cost per message of a single-threaded C consumer. The
+    /// price is that while such a task computes, the connection reads nothing, sends no heartbeat
+    /// and its I/O tick (``lastIOTick``) stands still: only for handlers that await rather than
+    /// compute or block. Once the connection has closed, the tasks run on the global executor.
+    public var taskExecutor: any TaskExecutor { core }
+
     /// Closes the channel and the connection cleanly, after sending pending acks. Idempotent.
     public func close() async {
         core.requestClose()

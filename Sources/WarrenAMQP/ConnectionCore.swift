@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import Synchronization
 import WarrenSystem
@@ -15,6 +16,8 @@ final class ConnectionCore: Sendable {
     struct Inbox {
         var settlements: [QueuedSettlement] = []
         var commands: [PendingCommand] = []
+        /// Jobs of tasks that run on the owner thread (see ``enqueue(_:)``).
+        var jobs: [UnownedJob] = []
         var closeRequested = false
         /// The wake-up pipe was written and the owner has not yet drained: no need to write again.
         var wakePending = false
@@ -41,6 +44,9 @@ final class ConnectionCore: Sendable {
     let wake: WakePipe
     /// The broker the owner connected to (set before `connect` returns).
     let endpoint = Mutex<AMQPEndpoint?>(nil)
+    /// The owner thread's `pthread_self()` (0 before it starts): work queued from the owner thread
+    /// itself needs no wake-up, it is taken before the thread polls again.
+    let ownerThread = Atomic<UInt>(0)
 
     /// - Throws: ``AMQPError`` when the wake-up pipe cannot be made.
     init(configuration: AMQPConfiguration, logger: Logger) throws(AMQPError) {
@@ -57,7 +63,7 @@ final class ConnectionCore: Sendable {
         let wake = inbox.withLock { inbox -> Bool in
             guard inbox.accepting else { return false }
             inbox.settlements.append(QueuedSettlement(channel: channel, deliveryTag: deliveryTag, settlement: settlement))
-            return Self.markWake(&inbox)
+            return markWake(&inbox)
         }
         if wake { self.wake.signal() }
     }
@@ -69,7 +75,7 @@ final class ConnectionCore: Sendable {
             for delivery in deliveries {
                 inbox.settlements.append(QueuedSettlement(channel: delivery.channel, deliveryTag: delivery.deliveryTag, settlement: .ack))
             }
-            return Self.markWake(&inbox)
+            return markWake(&inbox)
         }
         if wake { self.wake.signal() }
     }
@@ -79,7 +85,7 @@ final class ConnectionCore: Sendable {
         let (accepted, wake) = inbox.withLock { inbox -> (Bool, Bool) in
             guard inbox.accepting else { return (false, false) }
             inbox.commands.append(command)
-            return (true, Self.markWake(&inbox))
+            return (true, markWake(&inbox))
         }
         if wake { self.wake.signal() }
         if !accepted { command.reply.resume(throwing: closedError()) }
@@ -97,7 +103,7 @@ final class ConnectionCore: Sendable {
         let wake = inbox.withLock { inbox -> Bool in
             guard inbox.accepting else { return false }
             inbox.closeRequested = true
-            return Self.markWake(&inbox)
+            return markWake(&inbox)
         }
         if wake { self.wake.signal() }
     }
@@ -109,8 +115,10 @@ final class ConnectionCore: Sendable {
         return AMQPError(.connectionClosed, "connection is closed")
     }
 
-    private static func markWake(_ inbox: inout Inbox) -> Bool {
-        if inbox.wakePending { return false }
+    /// Whether the caller must write the wake-up pipe (called under the inbox lock). Not from the
+    /// owner thread: it drains the inbox again before it polls.
+    private func markWake(_ inbox: inout Inbox) -> Bool {
+        if inbox.wakePending || isOwnerThread { return false }
         inbox.wakePending = true
         return true
     }
@@ -171,12 +179,47 @@ final class ConnectionCore: Sendable {
         return drained
     }
 
-    /// Stops taking work; returns the commands that never ran, for the owner to fail.
-    func stopAccepting() -> [PendingCommand] {
+    /// Takes the jobs queued for the owner thread.
+    func takeJobs() -> [UnownedJob] {
         inbox.withLock { inbox in
-            inbox.accepting = false
-            defer { inbox.commands.removeAll() }
-            return inbox.commands
+            guard !inbox.jobs.isEmpty else { return [] }
+            defer { inbox.jobs = [] }
+            return inbox.jobs
         }
+    }
+
+    var isOwnerThread: Bool { ownerThread.load(ordering: .relaxed) == UInt(pthread_self()) }
+
+    /// Stops taking work; returns the commands that never ran, for the owner to fail. Jobs queued
+    /// for the owner thread, and any queued from now on, go to the global concurrent executor.
+    func stopAccepting() -> [PendingCommand] {
+        let (commands, jobs) = inbox.withLock { inbox in
+            inbox.accepting = false
+            defer {
+                inbox.commands.removeAll()
+                inbox.jobs.removeAll()
+            }
+            return (inbox.commands, inbox.jobs)
+        }
+        for job in jobs { globalConcurrentExecutor.enqueue(ExecutorJob(job)) }
+        return commands
+    }
+}
+
+/// Tasks that prefer the connection as their executor (`withTaskExecutorPreference`,
+/// `Task(executorPreference:)`) run on its owner thread, between its reads of the socket: a
+/// delivery is handed over, handled and acknowledged in one turn of the owner's loop, with no thread
+/// woken (see ``AMQPConnection/taskExecutor``). Once the connection has closed they run on the
+/// global concurrent executor.
+extension ConnectionCore: TaskExecutor {
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let (accepted, wake) = inbox.withLock { inbox -> (Bool, Bool) in
+            guard inbox.accepting else { return (false, false) }
+            inbox.jobs.append(job)
+            return (true, markWake(&inbox))
+        }
+        if wake { self.wake.signal() }
+        if !accepted { globalConcurrentExecutor.enqueue(ExecutorJob(job)) }
     }
 }

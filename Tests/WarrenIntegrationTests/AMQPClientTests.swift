@@ -89,6 +89,67 @@ extension Integration {
             await connection.close()
         }
 
+        /// Tasks that prefer the connection's executor run on its I/O thread: consuming, acking and a
+        /// publish awaiting its confirm never leave it. Once the connection closed, they still run
+        /// (on the global executor), and one that was waiting for a delivery is woken by the close.
+        @Test func tasksPreferringTheConnectionRunOnItsIOThread() async throws {
+            let queue = uniqueName("test-executor")
+            let connection = try await AMQPConnection.connect(configuration: config)
+            try await connection.declareQueue(queue, durable: false, autoDelete: false)
+            let count = 2_000
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<count {
+                    if i >= 200 { try await group.next() }
+                    group.addTask { try await connection.publish(Array("\(i)".utf8), routingKey: queue) }
+                }
+                try await group.waitForAll()
+            }
+            try await connection.setPrefetch(100)
+            let threads = try await withTaskExecutorPreference(connection.taskExecutor) {
+                var threads: Set<String> = [currentThreadName()]
+                let deliveries = try await connection.consume(queue: queue)
+                var received = Set<String>()  // published concurrently: in no particular order
+                for try await delivery in deliveries {
+                    threads.insert(currentThreadName())
+                    received.insert(String(decoding: delivery.body, as: UTF8.self))
+                    delivery.ack()
+                    if received.count == count { break }
+                }
+                #expect(received == Set((0..<count).map { "\($0)" }))
+                try await deliveries.cancel()
+                threads.insert(currentThreadName())
+                try await connection.publish(Array("last".utf8), routingKey: queue)
+                threads.insert(currentThreadName())
+                return threads
+            }
+            #expect(threads == ["warren-amqp"], "every step on the connection's I/O thread: \(threads)")
+            #expect(try await connection.inspectQueue(queue).messageCount == 1, "every ack reached the broker")
+
+            // A consumer task waiting on the connection's thread when it closes is woken and ends.
+            let waiting = Task(executorPreference: connection.taskExecutor) { () async throws -> (Int, String) in
+                let deliveries = try await connection.consume(queue: queue)
+                var received = 0
+                for try await delivery in deliveries {
+                    received += 1
+                    _ = delivery  // not acked: the close returns it to the queue
+                }
+                return (received, currentThreadName())
+            }
+            let consuming = await eventually(timeout: .seconds(5)) { (try? await connection.inspectQueue(queue).consumerCount) == 1 }
+            #expect(consuming)
+            await connection.close()
+            let (received, endedOn) = try await waiting.value
+            #expect(received == 1)
+            #expect(endedOn != "warren-amqp", "after the close, on the global executor")
+            let after = await Task(executorPreference: connection.taskExecutor) { currentThreadName() }.value
+            #expect(after != "warren-amqp")
+
+            let cleanup = try await AMQPConnection.connect(configuration: config)
+            #expect(try await cleanup.inspectQueue(queue).messageCount == 1, "the unacked delivery went back to the queue")
+            try await cleanup.deleteQueue(queue)
+            await cleanup.close()
+        }
+
         @Test func nackWithRequeueRedelivers() async throws {
             let queue = uniqueName("test-nack")
             let connection = try await AMQPConnection.connect(configuration: config)

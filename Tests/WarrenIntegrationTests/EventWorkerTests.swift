@@ -270,6 +270,7 @@ extension Integration {
             ("HEALTH_PORT", "abc"),
             ("PREFETCH", "-5"),
             ("QUEUE_TYPE", "stream"),
+            ("HANDLER_THREAD", "main"),
             ("REDIS_URL", "redis://:hunter2@127.0.0.1:notaport/0"),
             ("REDIS_URL", "rediss://:hunter2@127.0.0.1:7379/0?ssl_ca_certs=/nonexistent/ca.pem"),
             ("DATABASE_URL", "postgresql://u:hunter2@127.0.0.1:5432/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"),

@@ -196,15 +196,21 @@ extension Integration {
             await h.cleanUp()
         }
 
-        /// A handler past its timeout is cancelled and its message retried as a failed attempt.
-        @Test func aHandlerPastItsTimeoutIsCancelledAndRetried() async throws {
+        /// A handler past its timeout is cancelled and its message retried as a failed attempt, on the
+        /// cooperative pool and on the connection's thread (where the handler runs, and where the
+        /// retry's publish and its confirm are awaited).
+        @Test(arguments: [HandlerExecutor.cooperativePool, .connectionThread])
+        func aHandlerPastItsTimeoutIsCancelledAndRetried(_ executor: HandlerExecutor) async throws {
             let h = try Harness()
             let queue = h.name("slow")
             let attempts = Mutex<[Int]>([])
             let cancelled = Atomic<Bool>(false)
+            let threads = Mutex<Set<String>>([])
             try h.worker.subscribe(Subscription(Topology(queue: queue),
-                                                options: SubscriptionOptions(retry: Harness.quickRetry, handlerTimeout: .milliseconds(300))) {
+                                                options: SubscriptionOptions(retry: Harness.quickRetry, handlerTimeout: .milliseconds(300),
+                                                                             handlerExecutor: executor)) {
                 (order: Order, context: MessageContext) in
+                threads.withLock { _ = $0.insert(currentThreadName()) }
                 attempts.withLock { $0.append(context.attempt) }
                 if context.attempt == 1 {
                     do { try await Task.sleep(for: .seconds(30)) } catch { cancelled.store(true, ordering: .relaxed) }
@@ -219,6 +225,8 @@ extension Integration {
             }
             let wasCancelled = cancelled.load(ordering: .relaxed)
             #expect(wasCancelled, "the slow handler's task was cancelled")
+            let ranOn = threads.withLock { $0 }
+            #expect(executor == .connectionThread ? ranOn == ["warren-amqp"] : !ranOn.contains("warren-amqp"), "\(ranOn)")
             #expect(h.logs.all.contains("handler timed out"))
             #expect(h.logs.all.contains("ran past its timeout (0.3 s)"))
             await amqp.close()

@@ -130,3 +130,8 @@ public func eventually(timeout: Duration, every interval: Duration = .millisecon
 public func uniqueName(_ prefix: String) -> String {
     "\(prefix)-\(UInt32.random(in: 0...UInt32.max))"
 }
+
+/// The name of the OS thread the caller runs on (the AMQP I/O thread is `warren-amqp`).
+public func currentThreadName() -> String {
+    ((try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "").trimmingCharacters(in: .newlines)
+}

@@ -50,6 +50,8 @@ final class ConnectionOwner {
 
     /// Frames handled per loop turn before the inbox is drained again.
     static let framesPerTurn = 256
+    /// Jobs run per loop turn (at least; a batch taken is run whole) before the socket is read again.
+    static let jobsPerTurn = 1024
     /// Frames read, and body bytes among them, since librabbitmq's buffers were last released.
     var unreleasedFrames = 0
     var unreleasedBodyBytes = 0
@@ -89,6 +91,8 @@ final class ConnectionOwner {
 
     /// Connects, reports through `connected`, then loops until the connection ends.
     func run(connected: CheckedContinuation<Void, any Error>) {
+        core.ownerThread.store(UInt(pthread_self()), ordering: .relaxed)
+        warren_name_this_thread("warren-amqp")
         let opened: ConnectionStateMachine.OpenAction
         do {
             opened = try open()
@@ -114,6 +118,7 @@ final class ConnectionOwner {
         }
         destroy()
         finish(reason.map { machine.failed($0) } ?? machine.closeCompleted())
+        core.ownerThread.store(0, ordering: .relaxed)
     }
 
     private func loop() throws(AMQPError) {
@@ -139,7 +144,10 @@ final class ConnectionOwner {
 
             let handled = try readFrames(limit: Self.framesPerTurn)
             handOverDeliveries()
-            if handled == Self.framesPerTurn { continue }  // more may be buffered: drain the inbox and go on
+            // Tasks running on this thread (handlers of a subscription that prefers the connection
+            // as executor) go on now; what they queue (acks, publishes) is drained next turn.
+            let ranJobs = runJobs()
+            if handled == Self.framesPerTurn || ranJobs { continue }  // more may be buffered: drain the inbox and go on
 
             switch machine.poll(at: MonotonicClock.nanoseconds()) {
             case .heartbeatTimeout(let error):
@@ -154,6 +162,20 @@ final class ConnectionOwner {
                 if fds[0].revents != 0 { machine.received(at: MonotonicClock.nanoseconds()) }
             }
         }
+    }
+
+    /// Runs the jobs of tasks that prefer this connection as their executor, and the jobs those
+    /// queue, up to ``jobsPerTurn`` before the socket is read again; whether any ran.
+    private func runJobs() -> Bool {
+        var ran = 0
+        while ran < Self.jobsPerTurn {
+            let jobs = core.takeJobs()
+            if jobs.isEmpty { break }
+            let executor = core.asUnownedTaskExecutor()
+            for job in jobs { job.runSynchronously(on: executor) }
+            ran += jobs.count
+        }
+        return ran > 0
     }
 
     /// Carries out commands in order; stops at the first that breaks the connection.
