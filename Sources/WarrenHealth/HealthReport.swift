@@ -16,15 +16,16 @@ public struct HealthReport: Sendable, Equatable {
         /// Only on failure (or warning); never contains secrets.
         public var output: String?
 
-        /// Creates an entry; `output` is dropped when `status` is `pass`.
+        /// Creates an entry; `output` is dropped when `status` is `pass` (and then not even made: a
+        /// liveness probe makes entries for every request).
         public init(componentID: String? = nil, status: HealthStatus, observedValue: Double? = nil,
-                    observedUnit: String? = nil, time: WallClock.Instant? = nil, output: String? = nil) {
+                    observedUnit: String? = nil, time: WallClock.Instant? = nil, output: @autoclosure () -> String? = nil) {
             self.componentID = componentID
             self.status = status
             self.observedValue = observedValue
             self.observedUnit = observedUnit
             self.time = time
-            self.output = status == .pass ? nil : output
+            self.output = status == .pass ? nil : output()
         }
     }
 

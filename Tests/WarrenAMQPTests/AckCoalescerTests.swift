@@ -86,4 +86,78 @@ struct AckCoalescerTests {
         #expect(sent.last == .ack(tag: 10_000, multiple: true))
         #expect(c.unsettledCount == 0)
     }
+
+    /// Random deliveries (tags with gaps), settlements in any order (acks, nacks, rejects, repeats and
+    /// unknown tags) and flushes, against the broker's view: every command settles only tags the
+    /// handlers settled, each exactly once, with the settlement the handler chose; once all are
+    /// settled and flushed, nothing is outstanding; `unsettledCount` is always right.
+    @Test(arguments: [1, 2, 3, 4, 5, 6, 7, 8])
+    func randomSettlementsMatchTheBrokersView(seed: UInt64) {
+        var random = SplitMix64(state: seed)
+        var c = AckCoalescer()
+        var next: UInt64 = 1
+        var inHandler: [UInt64] = []  // delivered, not yet settled by a handler
+        var chosen: [UInt64: AMQPSettlement] = [:]  // settled by a handler, not yet on the wire
+        var onWire: Set<UInt64> = []  // outstanding at the broker
+        func apply(_ commands: [AckCoalescer.Command]) {
+            for command in commands {
+                switch command {
+                case .ack(let tag, let multiple):
+                    let covered = multiple ? onWire.filter { $0 <= tag } : [tag]
+                    #expect(onWire.contains(tag), "ack of \(tag) not outstanding")
+                    for t in covered {
+                        // A multiple ack may cover tags already nacked/rejected (gone from onWire).
+                        #expect(chosen[t] == .ack, "tag \(t) acked, the handler chose \(String(describing: chosen[t]))")
+                        chosen[t] = nil
+                        onWire.remove(t)
+                    }
+                case .nack(let tag, let multiple, let requeue):
+                    #expect(!multiple)
+                    #expect(chosen[tag] == .nack(requeue: requeue))
+                    chosen[tag] = nil
+                    onWire.remove(tag)
+                case .reject(let tag, let requeue):
+                    #expect(chosen[tag] == .reject(requeue: requeue))
+                    chosen[tag] = nil
+                    onWire.remove(tag)
+                }
+            }
+        }
+        for _ in 0..<20_000 {
+            switch random.next() % 10 {
+            case 0...2:
+                next += random.next() % 8 == 0 ? 1 + random.next() % 3 : 0  // a gap now and then
+                c.delivered(next)
+                inHandler.append(next)
+                onWire.insert(next)
+                next += 1
+            case 3...6 where !inHandler.isEmpty:
+                let tag = inHandler.remove(at: Int(random.next() % UInt64(inHandler.count)))
+                let settlement: AMQPSettlement = switch random.next() % 6 {
+                case 0: .nack(requeue: random.next() % 2 == 0)
+                case 1: .reject(requeue: random.next() % 2 == 0)
+                default: .ack
+                }
+                let accepted = c.settle(tag, settlement)
+                #expect(accepted)
+                chosen[tag] = settlement
+            case 7:
+                // Twice, or never delivered: dropped.
+                let tag = random.next() % (next + 5)
+                if !inHandler.contains(tag) {
+                    let accepted = c.settle(tag, .ack)
+                    #expect(!accepted)
+                }
+            default:
+                apply(c.flush())
+                #expect(chosen.isEmpty, "every settlement reached the wire")
+            }
+            // A queued nack or reject counts as settled at once, an ack once flushed.
+            #expect(c.unsettledCount == inHandler.count + chosen.values.count { $0 == .ack })
+        }
+        for tag in inHandler { c.settle(tag, .ack); chosen[tag] = .ack }
+        apply(c.flush())
+        #expect(onWire.isEmpty && chosen.isEmpty && c.unsettledCount == 0)
+    }
 }
+

@@ -19,14 +19,14 @@ private enum Flag {
 
 /// Basic properties to and from librabbitmq's `amqp_basic_properties_t`.
 extension AMQPProperties {
-    /// The properties of a received message.
-    init(_ p: amqp_basic_properties_t) {
+    /// The properties of a received message; the content type from `contentTypes` (it repeats).
+    init(_ p: amqp_basic_properties_t, contentTypes: inout ReusedString) {
         let flags = p._flags
         func string(_ flag: amqp_flags_t, _ bytes: amqp_bytes_t) -> String? {
             flags & flag != 0 ? CTable.string(bytes) : nil
         }
         self.init(
-            contentType: string(Flag.contentType, p.content_type),
+            contentType: flags & Flag.contentType != 0 ? contentTypes.string(p.content_type) : nil,
             contentEncoding: string(Flag.contentEncoding, p.content_encoding),
             headers: flags & Flag.headers != 0 ? CTable.decode(p.headers) : [:],
             deliveryMode: flags & Flag.deliveryMode != 0 ? p.delivery_mode : nil,

@@ -79,7 +79,7 @@ extension ConnectionOwner {
     /// Reads the message of a `basic.deliver` and adds it to its consumer's batch. Hot path.
     private func deliver(_ fields: amqp_basic_deliver_t, channel: ChannelID) throws(AMQPError) {
         let (properties, body) = try readContent(channel: channel)
-        let tag = consumerTag(fields.consumer_tag)
+        let tag = reused.consumerTag.string(fields.consumer_tag)
         let action = machine.delivered(channel: channel, deliveryTag: fields.delivery_tag, consumerTag: tag)
         guard case .handOver(let id) = action else { return }  // requeued: no consumer takes it
         guard let sink = sink(id) else {
@@ -91,8 +91,8 @@ extension ConnectionOwner {
             properties: properties,
             deliveryTag: fields.delivery_tag,
             redelivered: fields.redelivered != 0,
-            exchange: CTable.string(fields.exchange),
-            routingKey: CTable.string(fields.routing_key),
+            exchange: reused.exchange.string(fields.exchange),
+            routingKey: reused.routingKey.string(fields.routing_key),
             consumerTag: tag,
             channel: channel,
             core: core
@@ -109,7 +109,8 @@ extension ConnectionOwner {
         guard header.frame_type == AMQP_FRAME_HEADER else {
             throw AMQPError(.protocolError, "expected a content header after basic.deliver, got frame type \(header.frame_type)")
         }
-        let properties = AMQPProperties(header.payload.properties.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
+        let properties = AMQPProperties(header.payload.properties.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee,
+                                        contentTypes: &reused.contentType)
         let size = Int(header.payload.properties.body_size)
         unreleasedBodyBytes += size
         guard size > 0 else { return (properties, []) }
@@ -158,16 +159,29 @@ extension ConnectionOwner {
         lastSink = sinks[id]
         return lastSink
     }
+}
 
-    /// The consumer tag as a `String`, reusing the previous one when the bytes match (tags are long
-    /// enough to cost an allocation each).
-    private func consumerTag(_ bytes: amqp_bytes_t) -> String {
-        if let cached = lastConsumerTag, bytes.len > 0, cached.utf8.count == bytes.len, let base = bytes.bytes,
-           cached.utf8.withContiguousStorageIfAvailable({ memcmp($0.baseAddress!, base, bytes.len) == 0 }) == true {
-            return cached
+/// The last `String` made from C bytes, given again while the bytes are the same. A delivery's
+/// consumer tag, exchange, routing key and content type mostly repeat from one message to the next,
+/// and a string over 15 bytes costs an allocation (and its release) for every message otherwise.
+struct ReusedString {
+    private var last: String?
+
+    mutating func string(_ bytes: amqp_bytes_t) -> String {
+        if let last, bytes.len > 0, last.utf8.count == bytes.len, let base = bytes.bytes,
+           last.utf8.withContiguousStorageIfAvailable({ memcmp($0.baseAddress!, base, bytes.len) == 0 }) == true {
+            return last
         }
-        let tag = CTable.string(bytes)
-        lastConsumerTag = tag
-        return tag
+        let made = CTable.string(bytes)
+        last = made
+        return made
     }
+}
+
+/// The strings the owner reuses from one delivery to the next.
+struct ReusedDeliveryStrings {
+    var consumerTag = ReusedString()
+    var exchange = ReusedString()
+    var routingKey = ReusedString()
+    var contentType = ReusedString()
 }

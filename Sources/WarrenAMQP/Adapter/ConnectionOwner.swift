@@ -40,8 +40,8 @@ final class ConnectionOwner {
     var sinks: [ConsumerID: ConsumerSink] = [:]
     /// The publishers waiting for a confirm.
     var confirms: [ConfirmID: CheckedContinuation<AMQPReply, any Error>] = [:]
-    /// The last consumer tag read, reused while the bytes match (see ``consumerTag(_:)``).
-    var lastConsumerTag: String?
+    /// Strings of the last delivery, reused while the bytes match.
+    var reused = ReusedDeliveryStrings()
     /// The sink the last delivery went to (see ``sink(_:)``).
     var lastSink: ConsumerSink?
     /// Commands taken from the inbox that never ran because the connection failed first.
