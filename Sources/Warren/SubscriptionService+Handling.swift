@@ -30,13 +30,15 @@ extension SubscriptionService {
                 // messages one after another instead of costing a task per message.
                 let chunkSize = max((batch.count + limit - 1) / limit, min(batch.count, subscription.minimumChunk))
                 for start in stride(from: 0, to: batch.count, by: chunkSize) {
-                    let chunk = batch[start..<min(start + chunkSize, batch.count)]
+                    let end = min(start + chunkSize, batch.count)
                     if running >= limit {
                         try await group.next()
                         running -= 1
                     }
                     running += 1
-                    group.addTask { await self.process(Array(chunk), environment, deadlines, on: connection) }
+                    // The whole batch as it is, or a copy of its part (every delivery retained again).
+                    let chunk = start == 0 && end == batch.count ? batch : Array(batch[start..<end])
+                    group.addTask { await self.process(chunk, environment, deadlines, on: connection) }
                 }
             }
             try await group.waitForAll()

@@ -126,6 +126,10 @@ final class ConnectionOwner {
             pollfd(fd: amqp_get_sockfd(conn), events: Int16(POLLIN), revents: 0),
             pollfd(fd: core.wake.readFD, events: Int16(POLLIN), revents: 0),
         ]
+        // Set after a turn that read the socket dry and then ran jobs: the next turn sends what the
+        // jobs queued and polls without reading first (a read would cost a recv() finding nothing;
+        // poll() returns at once if data came meanwhile). Never two turns in a row.
+        var skipRead = false
         while true {
             core.lastTick.store(MonotonicClock.nanoseconds(), ordering: .relaxed)
             let (settlements, commands, closeRequested) = core.drainInbox()
@@ -142,11 +146,15 @@ final class ConnectionOwner {
                 return
             }
 
-            let handled = try readFrames(limit: Self.framesPerTurn)
-            handOverDeliveries()
+            var handled = 0
+            if !skipRead {
+                handled = try readFrames(limit: Self.framesPerTurn)
+                handOverDeliveries()
+            }
             // Tasks running on this thread (handlers of a subscription that prefers the connection
             // as executor) go on now; what they queue (acks, publishes) is drained next turn.
             let ranJobs = runJobs()
+            skipRead = ranJobs && !skipRead && handled < Self.framesPerTurn
             if handled == Self.framesPerTurn || ranJobs { continue }  // more may be buffered: drain the inbox and go on
 
             switch machine.poll(at: MonotonicClock.nanoseconds()) {
