@@ -43,7 +43,7 @@ public enum HandlerExecutor: Sendable, Equatable {
     case cooperativePool
     /// The connection's I/O thread (``WarrenAMQP/AMQPConnection/taskExecutor``): a delivery is read,
     /// handled and acknowledged by one thread, with no wake-up of another (on two cores, a no-op
-    /// message costs about half the CPU time). For handlers that await rather than compute: while a
+    /// message costs about a third less CPU time). For handlers that await rather than compute: while a
     /// handler computes or blocks, the connection reads nothing and sends no heartbeat, and past the
     /// stall threshold liveness reports the I/O thread stuck.
     case connectionThread
