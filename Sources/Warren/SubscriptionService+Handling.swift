@@ -22,27 +22,27 @@ extension SubscriptionService {
         // (see AMQPConnection.taskExecutor); otherwise on the cooperative pool.
         let executor = self.executor(of: connection)
         try await withTaskExecutorPreference(executor) {
-          try await withThrowingTaskGroup(of: Void.self) { group in
-            var running = 0
-            for try await batch in consumer.batches {
-                metrics.received.increment(by: Int64(batch.count))
-                // Spread the batch over at most `limit` tasks: under load a task runs a chunk of
-                // messages one after another instead of costing a task per message.
-                let chunkSize = max((batch.count + limit - 1) / limit, min(batch.count, subscription.minimumChunk))
-                for start in stride(from: 0, to: batch.count, by: chunkSize) {
-                    let end = min(start + chunkSize, batch.count)
-                    if running >= limit {
-                        try await group.next()
-                        running -= 1
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var running = 0
+                for try await batch in consumer.batches {
+                    metrics.received.increment(by: Int64(batch.count))
+                    // Spread the batch over at most `limit` tasks: under load a task runs a chunk of
+                    // messages one after another instead of costing a task per message.
+                    let chunkSize = max((batch.count + limit - 1) / limit, min(batch.count, subscription.minimumChunk))
+                    for start in stride(from: 0, to: batch.count, by: chunkSize) {
+                        let end = min(start + chunkSize, batch.count)
+                        if running >= limit {
+                            try await group.next()
+                            running -= 1
+                        }
+                        running += 1
+                        // The whole batch as it is, or a copy of its part (every delivery retained again).
+                        let chunk = start == 0 && end == batch.count ? batch : Array(batch[start..<end])
+                        group.addTask { await self.process(chunk, environment, deadlines, on: connection) }
                     }
-                    running += 1
-                    // The whole batch as it is, or a copy of its part (every delivery retained again).
-                    let chunk = start == 0 && end == batch.count ? batch : Array(batch[start..<end])
-                    group.addTask { await self.process(chunk, environment, deadlines, on: connection) }
                 }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
-          }
         }
     }
 
