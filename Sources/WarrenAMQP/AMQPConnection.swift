@@ -64,7 +64,7 @@ public final class AMQPConnection: Sendable {
     ///
     /// Tasks that prefer it (`withTaskExecutorPreference(connection.taskExecutor)`) handle a
     /// delivery in the same turn of the I/O loop that read it, and their acks go out in the next,
-    /// with no thread woken in between: the cost per message of a single-threaded C consumer. The
+    /// with no thread woken in between, as in a single-threaded C consumer. The
     /// price is that while such a task computes, the connection reads nothing, sends no heartbeat
     /// and its I/O tick (``lastIOTick``) stands still: only for handlers that await rather than
     /// compute or block. Once the connection has closed, the tasks run on the global executor.
