@@ -109,6 +109,13 @@ public struct Subscription: Sendable {
     /// Decides the fate of a chunk of messages, one outcome per delivery, in order.
     package let handler: @Sendable ([AMQPDelivery], HandlerEnvironment) async -> [MessageOutcome]
 
+    /// The longest delivery batch the consumer is handed (``AMQPConnection/consume(queue:consumerTag:exclusive:arguments:maxBatch:)``):
+    /// a full prefetch spread over `concurrency` tasks, and at least `minimumChunk`. A batch that
+    /// long is one chunk of a chunk handler's, handed to it as it is.
+    var batchLimit: Int {
+        max(minimumChunk, (Int(options.prefetch) + options.concurrency - 1) / options.concurrency)
+    }
+
     /// ``SubscriptionOptions/prefetch``.
     public var prefetch: UInt16 { options.prefetch }
     /// ``SubscriptionOptions/concurrency`` (at most `prefetch`).

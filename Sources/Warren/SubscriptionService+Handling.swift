@@ -36,7 +36,8 @@ extension SubscriptionService {
                             running -= 1
                         }
                         running += 1
-                        // The whole batch as it is, or a copy of its part (every delivery retained again).
+                        // The whole batch as it is, or a copy of its part (every delivery retained again;
+                        // batches come at most `batchLimit` long, so a chunk handler's are not cut).
                         let chunk = start == 0 && end == batch.count ? batch : Array(batch[start..<end])
                         group.addTask { await self.process(chunk, environment, deadlines, on: connection) }
                     }

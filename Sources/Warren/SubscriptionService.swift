@@ -211,7 +211,7 @@ public final class SubscriptionService: Sendable {
                 await waitForGateOrClose(connection)
                 continue
             }
-            let consumer = try await connection.consume(queue: subscription.topology.queue)
+            let consumer = try await connection.consume(queue: subscription.topology.queue, maxBatch: subscription.batchLimit)
             setPhase(.consuming) { $0.consumerTag = consumer.tag }
             logger.info("consuming", metadata: ["warren.consumer_tag": "\(consumer.tag)"])
             consumingObserver.withLock { $0 }?()

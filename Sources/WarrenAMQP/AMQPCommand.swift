@@ -71,6 +71,8 @@ struct Consumption: Sendable {
     var tag: String
     var exclusive: Bool
     var arguments: AMQPTable
+    /// The most deliveries handed over in one batch.
+    var maxBatch: Int
     let deliveries: AsyncThrowingStream<[AMQPDelivery], any Error>.Continuation
 }
 

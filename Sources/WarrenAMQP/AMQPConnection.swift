@@ -154,11 +154,18 @@ public final class AMQPConnection: Sendable {
     }
 
     /// Starts consuming a queue with manual acknowledgements (`basic.consume`).
+    ///
+    /// - Parameter maxBatch: the most deliveries in one of ``AMQPConsumer/batches`` (at least 1; by
+    ///   default a batch is everything read for the consumer in one turn of the I/O thread). A consumer
+    ///   that cuts batches into chunks of its own passes its chunk size, so that it gets whole chunks
+    ///   and need not copy parts of batches (each delivery copied is a retain and a release of every
+    ///   reference it holds).
     public func consume(queue: String, consumerTag: String = "", exclusive: Bool = false,
-                        arguments: AMQPTable = [:]) async throws -> AMQPConsumer {
+                        arguments: AMQPTable = [:], maxBatch: Int = .max) async throws -> AMQPConsumer {
         let (stream, continuation) = AsyncThrowingStream<[AMQPDelivery], any Error>.makeStream()
         let reply = try await core.perform(.consume(Consumption(
-            queue: queue, tag: consumerTag, exclusive: exclusive, arguments: arguments, deliveries: continuation)))
+            queue: queue, tag: consumerTag, exclusive: exclusive, arguments: arguments, maxBatch: max(1, maxBatch),
+            deliveries: continuation)))
         guard case .consumerTag(let tag) = reply else { unexpected(reply, to: "consume") }
         return AMQPConsumer(tag: tag, stream: stream, connection: self)
     }

@@ -72,8 +72,11 @@ final class ConnectionCore: Sendable {
     func acknowledge(_ deliveries: ArraySlice<AMQPDelivery>) {
         let wake = inbox.withLock { inbox -> Bool in
             guard inbox.accepting else { return false }
-            for delivery in deliveries {
-                inbox.settlements.append(QueuedSettlement(channel: delivery.channel, deliveryTag: delivery.deliveryTag, settlement: .ack))
+            // By index, reading two fields in place: `for delivery in` copies each delivery (a retain
+            // and a release of every reference it holds, ~800 instructions a message).
+            for index in deliveries.indices {
+                inbox.settlements.append(QueuedSettlement(channel: deliveries[index].channel,
+                                                          deliveryTag: deliveries[index].deliveryTag, settlement: .ack))
             }
             return markWake(&inbox)
         }

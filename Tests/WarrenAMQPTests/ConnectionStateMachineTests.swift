@@ -196,4 +196,78 @@ struct ConnectionStateMachineTests {
         _ = machine.failed(Self.lost)
         #expect(machine.poll(at: 100 * Self.second) == .poll(milliseconds: 100))
     }
+
+    // MARK: Acks waiting for more
+
+    static let millisecond: UInt64 = 1_000_000
+
+    /// An open connection with a consumer "c" on channel 1, `prefetch` set, and deliveries 1...n.
+    static func consuming(prefetch: UInt16?, deliveries n: UInt64) -> ConnectionStateMachine {
+        var machine = open()
+        _ = machine.consumeOk(channel: 1, tag: "c")
+        if let prefetch { machine.prefetchSet(channel: 1, count: prefetch) }
+        for tag in 1...n { _ = machine.delivered(channel: 1, deliveryTag: tag, consumerTag: "c") }
+        return machine
+    }
+
+    @Test func acksWaitUpTo2msForMore() {
+        var machine = Self.consuming(prefetch: 1000, deliveries: 300)
+        for tag in 1...10 as ClosedRange<UInt64> { #expect(machine.settle(channel: 1, deliveryTag: tag, .ack) == true) }
+        let t0 = 5 * Self.second
+        #expect(machine.dueSettlements(at: t0) == [], "10 acks of a 1000 window wait")
+        #expect(machine.poll(at: t0) == .poll(milliseconds: 2), "the owner wakes when they are due")
+        #expect(machine.poll(at: t0 + Self.millisecond / 2) == .poll(milliseconds: 2), "rounded up")
+        for tag in 11...20 as ClosedRange<UInt64> { #expect(machine.settle(channel: 1, deliveryTag: tag, .ack) == true) }
+        #expect(machine.dueSettlements(at: t0 + Self.millisecond) == [], "the wait runs from the first")
+        #expect(machine.poll(at: t0 + 2 * Self.millisecond) == .poll(milliseconds: 0))
+        #expect(machine.dueSettlements(at: t0 + 2 * Self.millisecond) == [.init(channel: 1, command: .ack(tag: 20, multiple: true))])
+        #expect(machine.poll(at: t0 + 2 * Self.millisecond) == .poll(milliseconds: 100), "nothing waits")
+        #expect(machine.dueSettlements(at: t0 + 9 * Self.millisecond) == [])
+    }
+
+    @Test func acksGoAtOnceWhenTheyHoldAQuarterOfThePrefetchWindow() {
+        var machine = Self.consuming(prefetch: 100, deliveries: 100)
+        for tag in 1...24 as ClosedRange<UInt64> { #expect(machine.settle(channel: 1, deliveryTag: tag, .ack) == true) }
+        #expect(machine.dueSettlements(at: 0) == [])
+        #expect(machine.settle(channel: 1, deliveryTag: 25, .ack) == true)
+        #expect(machine.dueSettlements(at: 0) == [.init(channel: 1, command: .ack(tag: 25, multiple: true))])
+        // A window of one (or of three) never waits: the broker sends nothing more until the ack.
+        for prefetch: UInt16 in [1, 3] {
+            var small = Self.consuming(prefetch: prefetch, deliveries: 1)
+            #expect(small.settle(channel: 1, deliveryTag: 1, .ack) == true)
+            #expect(small.dueSettlements(at: 0) == [.init(channel: 1, command: .ack(tag: 1, multiple: false))], "prefetch \(prefetch)")
+        }
+        // No prefetch (unlimited): 256 acks go at once.
+        var unlimited = Self.consuming(prefetch: nil, deliveries: 300)
+        for tag in 1...255 as ClosedRange<UInt64> { #expect(unlimited.settle(channel: 1, deliveryTag: tag, .ack) == true) }
+        #expect(unlimited.dueSettlements(at: 0) == [])
+        #expect(unlimited.settle(channel: 1, deliveryTag: 256, .ack) == true)
+        #expect(unlimited.dueSettlements(at: 0) == [.init(channel: 1, command: .ack(tag: 256, multiple: true))])
+    }
+
+    @Test func aNackOrRejectTakesTheWaitingAcksWithIt() {
+        for settlement in [AMQPSettlement.nack(requeue: false), .reject(requeue: true)] {
+            var machine = Self.consuming(prefetch: 1000, deliveries: 10)
+            #expect(machine.settle(channel: 1, deliveryTag: 1, .ack) == true)
+            #expect(machine.dueSettlements(at: 0) == [])
+            #expect(machine.settle(channel: 1, deliveryTag: 2, settlement) == true)
+            let expected: AckCoalescer.Command = switch settlement {
+            case .nack(let requeue): .nack(tag: 2, multiple: false, requeue: requeue)
+            case .reject(let requeue): .reject(tag: 2, requeue: requeue)
+            case .ack: .ack(tag: 2, multiple: false)
+            }
+            #expect(machine.dueSettlements(at: 0).map(\.command) == [expected, .ack(tag: 1, multiple: false)], "\(settlement)")
+        }
+    }
+
+    @Test func aCleanCloseSendsTheWaitingAcks() {
+        var machine = Self.consuming(prefetch: 1000, deliveries: 10)
+        #expect(machine.settle(channel: 1, deliveryTag: 1, .ack) == true)
+        #expect(machine.dueSettlements(at: 0) == [])
+        guard case .closeConnection(let settlements, _) = machine.closeRequested() else {
+            Issue.record("no close")
+            return
+        }
+        #expect(settlements == [.init(channel: 1, command: .ack(tag: 1, multiple: false))])
+    }
 }

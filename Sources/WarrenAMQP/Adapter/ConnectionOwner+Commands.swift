@@ -42,7 +42,10 @@ extension ConnectionOwner {
             return outcome(doing: what) { .done }
         case .setPrefetch(let count, let global):
             _ = amqp_basic_qos(conn, channel, 0, count, global ? 1 : 0)
-            return outcome(doing: what) { .done }
+            return outcome(doing: what) {
+                machine.prefetchSet(channel: channel, count: count)
+                return .done
+            }
         case .consume(let consumption):
             return consume(consumption, doing: what, conn, arena)
         case .cancel(let tag):
@@ -85,7 +88,7 @@ extension ConnectionOwner {
         if let error = rpcError(doing: what) { return .connectionFailed(error) }
         let tag = ok.map { CTable.string($0.pointee.consumer_tag) } ?? consumption.tag
         guard let id = machine.consumeOk(channel: channel, tag: tag) else { return .refused(core.closedError()) }
-        sinks[id] = ConsumerSink(id: id, channel: channel, continuation: consumption.deliveries)
+        sinks[id] = ConsumerSink(id: id, channel: channel, maxBatch: consumption.maxBatch, continuation: consumption.deliveries)
         return .replied(.consumerTag(tag))
     }
 

@@ -97,6 +97,7 @@ extension ConnectionOwner {
             channel: channel,
             core: core
         ))
+        if sink.pending.count >= sink.maxBatch { handOver(sink) }
     }
 
     /// Reads the content header and body frames that follow a `basic.deliver` on `channel`, straight

@@ -41,6 +41,10 @@ struct AckCoalescer: Sendable {
 
     /// Number of deliveries not yet settled on the wire.
     var unsettledCount: Int { tags.count - head - settledCount }
+    /// Acks waiting for the next flush.
+    var pendingAckCount: Int { pendingAcks.count }
+    /// True when a nack or reject waits for the next flush.
+    var hasPendingOthers: Bool { !pendingOthers.isEmpty }
 
     /// Records a delivery. Tags must increase.
     mutating func delivered(_ tag: UInt64) {

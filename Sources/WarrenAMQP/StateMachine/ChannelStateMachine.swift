@@ -106,6 +106,27 @@ struct ChannelStateMachine {
         coalescer.flush()
     }
 
+    /// The channel's `basic.qos` prefetch count (0: none set, or unlimited).
+    private(set) var prefetch: UInt16 = 0
+
+    /// The broker accepted `basic.qos` with `count`.
+    mutating func prefetchSet(_ count: UInt16) {
+        prefetch = count
+    }
+
+    /// True when the settlements waiting should go now, whatever their age: a nack or reject waits
+    /// (it may be dead-lettering, and is rare), or the acks waiting hold a quarter of the prefetch
+    /// window (the broker sends nothing once the whole window is unacknowledged), or 256 acks wait
+    /// with no prefetch set.
+    var settlementsDue: Bool {
+        guard !coalescer.hasPendingOthers else { return true }
+        let acks = coalescer.pendingAckCount
+        return acks > 0 && acks >= (prefetch == 0 ? 256 : max(1, Int(prefetch) / 4))
+    }
+
+    /// True when acks wait for the next flush.
+    var hasPendingAcks: Bool { coalescer.pendingAckCount > 0 }
+
     // MARK: Publisher confirms
 
     /// A message was published; returns its sequence number, which its confirm will name.

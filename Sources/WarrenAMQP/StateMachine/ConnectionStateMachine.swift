@@ -98,6 +98,11 @@ struct ConnectionStateMachine {
     private var nextConsumerID = 0
     private var heartbeatNanoseconds: UInt64 = 0
     private var lastInbound: UInt64 = 0
+    /// When ``dueSettlements(at:)`` first saw the acks now waiting (nil: none wait).
+    private var acksWaitingSince: UInt64?
+
+    /// How long an ack may wait to go out with later ones (see ``dueSettlements(at:)``).
+    static let ackDelayNanoseconds: UInt64 = 2_000_000
 
     var isOpen: Bool {
         if case .open = state { return true }
@@ -175,16 +180,23 @@ struct ConnectionStateMachine {
         lastInbound = now
     }
 
-    /// How long to sleep waiting for the socket, or that the broker has been silent for longer than
-    /// the heartbeat timeout (RabbitMQ sends a heartbeat every half timeout): it is hung or unreachable.
+    /// How long to sleep waiting for the socket (at most until waiting acks are due), or that the
+    /// broker has been silent for longer than the heartbeat timeout (RabbitMQ sends a heartbeat every
+    /// half timeout): it is hung or unreachable.
     func poll(at now: UInt64) -> PollAction {
-        guard heartbeatNanoseconds > 0, isOpen else { return .poll(milliseconds: Self.maxPollMilliseconds) }
+        // Waiting acks are due within ackDelay: wake for them (rounded up to whole milliseconds).
+        var limit = UInt64(Self.maxPollMilliseconds)
+        if isOpen, let since = acksWaitingSince {
+            let due = since + Self.ackDelayNanoseconds
+            limit = due > now ? (due - now + 999_999) / 1_000_000 : 0
+        }
+        guard heartbeatNanoseconds > 0, isOpen else { return .poll(milliseconds: Int32(limit)) }
         let silent = now > lastInbound ? now - lastInbound : 0
         guard silent <= heartbeatNanoseconds else {
             return .heartbeatTimeout(AMQPError(.heartbeatTimeout, "no data from the broker for \(silent / 1_000_000) ms (heartbeat timeout \(heartbeatNanoseconds / 1_000_000_000) s): it is hung or unreachable"))
         }
         let remaining = (heartbeatNanoseconds - silent) / 1_000_000 + 1
-        return .poll(milliseconds: Int32(min(remaining, UInt64(Self.maxPollMilliseconds))))
+        return .poll(milliseconds: Int32(min(remaining, limit)))
     }
 
     // MARK: Consumers
@@ -248,6 +260,7 @@ struct ConnectionStateMachine {
 
     /// The settlements to send now, coalesced (runs of acks become one `multiple` ack).
     mutating func flushSettlements() -> [Settlement] {
+        acksWaitingSince = nil
         guard isOpen else { return [] }
         var settlements: [Settlement] = []
         for index in channels.indices {
@@ -256,6 +269,35 @@ struct ConnectionStateMachine {
             }
         }
         return settlements
+    }
+
+    /// The settlements due at `now`, coalesced; none while acks may still wait for more.
+    ///
+    /// An ack waits up to ``ackDelayNanoseconds`` for later ones, so that one `basic.ack(multiple)`
+    /// settles many: each ack sent is a send() on the owner thread and a frame the broker handles,
+    /// on the cores it shares with the worker (a 100,000-message no-op drain sent ~7,500 acks when
+    /// every loop turn flushed, where the C consumer, acking every 100 deliveries, sends 1,000).
+    /// Everything goes at once when a channel's ``ChannelStateMachine/settlementsDue`` (a nack or
+    /// reject, or acks holding a quarter of the prefetch window) or when the oldest waiting ack is
+    /// that old. The cost is the ack of a delivery handled in the last 2 ms being lost with the
+    /// connection (the broker delivers it again, as it would one still in a handler).
+    /// ``poll(at:)`` wakes the owner when the wait is over.
+    mutating func dueSettlements(at now: UInt64) -> [Settlement] {
+        guard isOpen, channels.contains(where: \.hasPendingAcks) || channels.contains(where: \.settlementsDue) else {
+            return []
+        }
+        let since = acksWaitingSince ?? now
+        guard channels.contains(where: \.settlementsDue) || now >= since + Self.ackDelayNanoseconds else {
+            acksWaitingSince = since
+            return []
+        }
+        return flushSettlements()
+    }
+
+    /// The broker accepted `basic.qos` with `count` on `channel`.
+    mutating func prefetchSet(channel: ChannelID, count: UInt16) {
+        guard let index = index(of: channel) else { return }
+        channels[index].prefetchSet(count)
     }
 
     // MARK: Publisher confirms
