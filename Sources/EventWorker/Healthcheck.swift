@@ -3,7 +3,7 @@ import ArgumentParser
 /// `event-worker healthcheck`: exit 0 when a probe answers 200, else 1 — for Docker HEALTHCHECK in
 /// images without curl.
 struct Healthcheck: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Probe the running worker's side port (exit 0 healthy, 1 not).")
+    static let configuration = CommandConfiguration(commandName: "healthcheck", abstract: "Probe the running worker's side port (exit 0 healthy, 1 not).")
 
     enum Probe: String, ExpressibleByArgument, CaseIterable {
         case alive, ready, started

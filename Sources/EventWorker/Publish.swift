@@ -6,7 +6,7 @@ import WarrenAMQP
 
 /// `event-worker publish --count N`: publishes example events with publisher confirms.
 struct Publish: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Publish N example events to QUEUE, each confirmed by the broker.")
+    static let configuration = CommandConfiguration(commandName: "publish", abstract: "Publish N example events to QUEUE, each confirmed by the broker.")
 
     @Option(help: "How many events.") var count: Int = 10
     @OptionGroup var broker: BrokerOptions

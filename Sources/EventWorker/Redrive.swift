@@ -5,7 +5,7 @@ import WarrenAMQP
 /// `event-worker redrive [--count N]`: moves dead letters back to the work queue.
 struct Redrive: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Move dead letters from QUEUE.dead back to QUEUE (attempts reset), each confirmed before it is removed.")
+        commandName: "redrive", abstract: "Move dead letters from QUEUE.dead back to QUEUE (attempts reset), each confirmed before it is removed.")
 
     @Option(help: "At most this many (default: every dead letter present at the start).") var count: Int?
     @OptionGroup var broker: BrokerOptions

@@ -10,7 +10,7 @@ import WarrenRedis
 
 /// `event-worker run`: consume until SIGTERM.
 struct Run: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Consume QUEUE until SIGTERM/SIGINT (the default).")
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Consume QUEUE until SIGTERM/SIGINT (the default).")
 
     @OptionGroup var options: SettingOptions
 
