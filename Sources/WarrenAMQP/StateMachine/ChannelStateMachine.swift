@@ -49,6 +49,8 @@ struct ChannelStateMachine {
     /// compares by identity, where hashing its ~30 bytes cost ~350 instructions per message.
     private var lastDelivered: (tag: String, id: ConsumerID)?
     private var coalescer = AckCoalescer()
+    /// The channel's `basic.qos` prefetch count (0: none set, or unlimited).
+    private(set) var prefetch: UInt16 = 0
     private var nextPublishSequence: UInt64 = 1
     /// Sequence numbers published and not yet confirmed, ascending.
     private var unconfirmed: [UInt64] = []
@@ -115,9 +117,6 @@ struct ChannelStateMachine {
     mutating func flushSettlements() -> [AckCoalescer.Command] {
         coalescer.flush()
     }
-
-    /// The channel's `basic.qos` prefetch count (0: none set, or unlimited).
-    private(set) var prefetch: UInt16 = 0
 
     /// The broker accepted `basic.qos` with `count`.
     mutating func prefetchSet(_ count: UInt16) {
