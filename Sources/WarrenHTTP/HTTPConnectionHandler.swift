@@ -31,7 +31,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     /// The timer the state machine wants, and its deadline.
     private var timer: (kind: Machine.Timer, deadline: NIODeadline)?
     /// The task that wakes up for `timer`: at its deadline, or earlier (see ``syncTimer(context:)``).
-    private var wakeUp: (at: NIODeadline, task: Scheduled<Void>)?
+    private var wakeUp: Scheduled<Void>?
     /// Completes when the last response written so far is flushed; a close waits for it.
     private var lastWrite: EventLoopFuture<Void>?
     /// The async handler computing the response in flight; cancelled when the connection closes.
@@ -298,12 +298,10 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     private func scheduleWakeUp(from now: NIODeadline, context: ChannelHandlerContext) {
         guard let timer = self.timer else { return }
         let shortest = min(self.delay(of: .idle), self.delay(of: .read), self.delay(of: .linger))
-        let at = min(timer.deadline, now + shortest)
-        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) {
+        self.wakeUp = context.eventLoop.assumeIsolated().scheduleTask(deadline: min(timer.deadline, now + shortest)) {
             self.wakeUp = nil
             self.timerWokeUp(context: context)
         }
-        self.wakeUp = (at, task)
     }
 
     private func timerWokeUp(context: ChannelHandlerContext) {
@@ -323,7 +321,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     }
 
     private func cancelTimer() {
-        self.wakeUp?.task.cancel()
+        self.wakeUp?.cancel()
         self.wakeUp = nil
         self.timer = nil
     }
