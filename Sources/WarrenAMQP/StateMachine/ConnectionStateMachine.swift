@@ -283,11 +283,11 @@ struct ConnectionStateMachine {
     /// connection (the broker delivers it again, as it would one still in a handler).
     /// ``poll(at:)`` wakes the owner when the wait is over.
     mutating func dueSettlements(at now: UInt64) -> [Settlement] {
-        guard isOpen, channels.contains(where: \.hasPendingAcks) || channels.contains(where: \.settlementsDue) else {
-            return []
-        }
+        guard isOpen else { return [] }
+        if channels.contains(where: \.settlementsDue) { return flushSettlements() }
+        guard channels.contains(where: \.hasPendingAcks) else { return [] }
         let since = acksWaitingSince ?? now
-        guard channels.contains(where: \.settlementsDue) || now >= since + Self.ackDelayNanoseconds else {
+        guard now >= since + Self.ackDelayNanoseconds else {
             acksWaitingSince = since
             return []
         }
