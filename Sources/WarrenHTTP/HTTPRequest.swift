@@ -66,27 +66,44 @@ struct HTTPRequestTarget: Equatable {
     var query: String?
 
     init(_ uri: String) {
-        var rest = Substring(uri)
+        // Scanned as UTF-8 bytes: every delimiter is ASCII, so each index found is also a character
+        // boundary of `uri` (and a probe's request costs no Character iteration or lowercased copy).
+        let bytes = uri.utf8
+        var start = bytes.startIndex
         // Absolute form (RFC 9112 §3.2.2): drop scheme and authority.
-        for scheme in ["http://", "https://"] where rest.lowercased().hasPrefix(scheme) {
-            rest = rest.dropFirst(scheme.count)
-            if let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) {
-                rest = rest[slash...]
-            } else {
-                rest = ""
-            }
-            break
+        if bytes.first != UInt8(ascii: "/"), let authority = Self.authorityStart(bytes) {
+            start = bytes[authority...].firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") } ?? bytes.endIndex
         }
-        if let hash = rest.firstIndex(of: "#") {
-            rest = rest[..<hash]
-        }
-        if let question = rest.firstIndex(of: "?") {
-            self.query = String(rest[rest.index(after: question)...])
-            rest = rest[..<question]
+        let end = bytes[start...].firstIndex(of: UInt8(ascii: "#")) ?? bytes.endIndex
+        var pathEnd = end
+        if let question = bytes[start..<end].firstIndex(of: UInt8(ascii: "?")) {
+            self.query = String(uri[bytes.index(after: question)..<end])
+            pathEnd = question
         } else {
             self.query = nil
         }
-        self.path = rest.isEmpty ? "/" : String(rest)
+        self.path = start == pathEnd ? "/" : String(uri[start..<pathEnd])
+    }
+
+    /// Where the authority starts when `bytes` begins with `http://` or `https://` (any case).
+    private static func authorityStart(_ bytes: String.UTF8View) -> String.Index? {
+        for scheme in ["http://", "https://"] {
+            var index = bytes.startIndex
+            var matches = true
+            for expected in scheme.utf8 {
+                guard index < bytes.endIndex, Self.lowercased(bytes[index]) == expected else {
+                    matches = false
+                    break
+                }
+                index = bytes.index(after: index)
+            }
+            if matches { return index }
+        }
+        return nil
+    }
+
+    private static func lowercased(_ byte: UInt8) -> UInt8 {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
     }
 }
 

@@ -7,11 +7,14 @@ import NIOHTTP1
 /// a handler puts in those two headers is replaced.
 public struct HTTPResponse: Sendable {
     /// The status, e.g. `.ok` or `.serviceUnavailable`.
-    public var status: HTTPResponseStatus
+    public var status: HTTPResponseStatus { didSet { self.preparedHead = nil } }
     /// Response headers (`Content-Type` among them, see ``contentType``).
-    public var headers: HTTPHeaders
+    public var headers: HTTPHeaders { didSet { self.preparedHead = nil } }
     /// The body. For a `HEAD` request it is measured for `Content-Length` but not sent.
-    public var body: ByteBuffer
+    public var body: ByteBuffer { didSet { self.preparedHead = nil } }
+    /// The head of a kept-alive HTTP/1.1 answer, made once by ``prepareHead()`` for a response
+    /// served many times (a rendered health report); any change above drops it.
+    private var preparedHead: HTTPResponseHead?
 
     /// Creates a response with a `ByteBuffer` body.
     /// - Parameter contentType: when given, sets the `Content-Type` header.
@@ -76,6 +79,9 @@ public struct HTTPResponse: Sendable {
     /// server: `close` when the connection closes after this response, `keep-alive` for an
     /// HTTP/1.0 client that asked for it.
     func head(version: HTTPVersion, keepAlive: Bool) -> HTTPResponseHead {
+        if keepAlive, version == .http1_1, let preparedHead = self.preparedHead {
+            return preparedHead
+        }
         var headers = self.headers
         headers.remove(name: "Connection")
         headers.remove(name: "Transfer-Encoding")
@@ -86,6 +92,13 @@ public struct HTTPResponse: Sendable {
             headers.add(name: "Connection", value: "keep-alive")
         }
         return HTTPResponseHead(version: version, status: self.status, headers: headers)
+    }
+
+    /// Makes the head of a kept-alive HTTP/1.1 answer now, for a response that will be served many
+    /// times: each request then writes it as it is instead of copying and editing the headers.
+    package mutating func prepareHead() {
+        self.preparedHead = nil
+        self.preparedHead = self.head(version: .http1_1, keepAlive: true)
     }
 
     /// The small JSON error body the server uses for its own answers (404, 405, 400, …):

@@ -25,11 +25,26 @@ extension WallClock.Instant {
         var t = time_t(seconds)
         var parts = tm()
         gmtime_r(&t, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let s = String(value)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
+        // 24 ASCII bytes written in place (a liveness report under load has three per millisecond).
+        return String(unsafeUninitializedCapacity: 24) { bytes in
+            var at = 0
+            func put(_ value: Int, digits: Int) {
+                var value = value
+                for index in stride(from: at + digits - 1, through: at, by: -1) {
+                    bytes[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+                at += digits
+            }
+            func put(_ separator: Unicode.Scalar) {
+                bytes[at] = UInt8(ascii: separator)
+                at += 1
+            }
+            put(Int(parts.tm_year) + 1900, digits: 4); put("-"); put(Int(parts.tm_mon) + 1, digits: 2); put("-")
+            put(Int(parts.tm_mday), digits: 2); put("T"); put(Int(parts.tm_hour), digits: 2); put(":")
+            put(Int(parts.tm_min), digits: 2); put(":"); put(Int(parts.tm_sec), digits: 2); put(".")
+            put(nanoseconds / 1_000_000, digits: 3); put("Z")
+            return at
         }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(nanoseconds / 1_000_000), 3))Z"
     }
 }

@@ -25,13 +25,34 @@ public struct HealthReporter: Sendable {
         self.releaseId = releaseId
     }
 
-    /// `/internal/alive`: the cooperative pool and the registered threads ticked recently.
-    public func liveness() -> HealthReport {
-        // To the millisecond, as the report prints it: reports made within one millisecond are equal,
-        // so a route can reuse the rendering (see the side port's health routes).
+    /// What a liveness report is made of, to the millisecond: equal inputs make equal reports, so a
+    /// route can compare these (cheap) instead of making the report for every probe.
+    public struct LivenessInputs: Sendable, Equatable {
+        /// Now, truncated to the millisecond (as the report prints it).
+        var time: WallClock.Instant
+        /// The uptime in whole milliseconds.
+        var uptimeMilliseconds: UInt64
+        /// The watchdog's readings.
+        var readings: [LivenessWatchdog.Reading]
+    }
+
+    /// The inputs of a liveness report made now (see ``liveness(_:)``).
+    public func livenessInputs() -> LivenessInputs {
         var now = WallClock.now()
         now.nanoseconds -= now.nanoseconds % 1_000_000
-        let entries = watchdog.readings().map { reading in
+        let uptime = (MonotonicClock.nanoseconds() &- startedAt) / 1_000_000
+        return LivenessInputs(time: now, uptimeMilliseconds: uptime, readings: watchdog.readings())
+    }
+
+    /// `/internal/alive`: the cooperative pool and the registered threads ticked recently.
+    public func liveness() -> HealthReport {
+        liveness(livenessInputs())
+    }
+
+    /// The liveness report of `inputs` (see ``livenessInputs()``).
+    public func liveness(_ inputs: LivenessInputs) -> HealthReport {
+        let now = inputs.time
+        let entries = inputs.readings.map { reading in
             HealthReport.Entry(
                 componentID: reading.component, status: reading.status,
                 observedValue: reading.lagMilliseconds, observedUnit: "ms", time: now,
@@ -39,10 +60,10 @@ public struct HealthReporter: Sendable {
             )
         }
         let status = entries.map(\.status).max() ?? .pass
-        let uptime = Double(MonotonicClock.nanoseconds() &- startedAt) / 1e9
+        let uptime = Double(inputs.uptimeMilliseconds) / 1000
         return HealthReport(status: status, checks: [
             ("event-loop:lag", entries),
-            ("uptime", [HealthReport.Entry(status: .pass, observedValue: (uptime * 1000).rounded() / 1000, observedUnit: "s", time: now)]),
+            ("uptime", [HealthReport.Entry(status: .pass, observedValue: uptime, observedUnit: "s", time: now)]),
         ], version: version, releaseId: releaseId)
     }
 

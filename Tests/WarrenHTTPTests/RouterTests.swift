@@ -89,6 +89,11 @@ import Testing
         #expect(parts("HTTP://example.com") == Parts(path: "/", query: nil))
         #expect(parts("*") == Parts(path: "*", query: nil))
         #expect(parts("") == Parts(path: "/", query: nil))
+        #expect(parts("hTTpS://h?q#f") == Parts(path: "/", query: "q"))
+        #expect(parts("https://h/p/#f?not-a-query") == Parts(path: "/p/", query: nil))
+        #expect(parts("http:/x") == Parts(path: "http:/x", query: nil), "not absolute form: no authority")
+        #expect(parts("/é?x=ü#ö") == Parts(path: "/é", query: "x=ü"))
+        #expect(parts("/?") == Parts(path: "/", query: ""))
     }
 
     @Test func percentDecoding() {

@@ -24,6 +24,13 @@ struct HealthReportTests {
         #expect(postgres["output"] as? String == "no answer within 800 ms")
         #expect(postgres["observedValue"] as? Int == 800)
         #expect(report.httpStatus == 503)
+
+        let exact = HealthReport(status: .warn, output: "slow", checks: [
+            ("a:b", [.init(componentID: "c", status: .warn, observedValue: 2, observedUnit: "ms", time: time, output: "late")]),
+            ("d", []),
+        ], version: "1", releaseId: "r")
+        #expect(exact.json() == #"{"status":"warn","version":"1","releaseId":"r","output":"slow","checks":{"a:b":[{"componentId":"c","status":"warn","observedValue":2,"observedUnit":"ms","time":"2026-11-18T11:06:40.123Z","output":"late"}],"d":[]}}"#)
+        #expect(WallClock.Instant(seconds: 0, nanoseconds: 999_999_999).iso8601 == "1970-01-01T00:00:00.999Z")
     }
 
     @Test func escapesStrings() throws {

@@ -1,13 +1,13 @@
 import NIOCore
 import Testing
 @testable import Warren
-import WarrenHealth
+@testable import WarrenHealth
 
 /// The side port reuses a report's rendering only while the report is the same.
 @Suite("Rendered health reports (pure)")
 struct RenderedReportTests {
     @Test func anEqualReportReusesItsRenderingAndAChangedOneIsRenderedAfresh() {
-        let cache = RenderedReport()
+        let cache = RenderedReport<HealthReport>()
         let passing = HealthReport(status: .pass, checks: [("redis:responseTime", [.init(status: .pass, observedValue: 1, observedUnit: "ms")])])
         var failing = passing
         failing.status = .fail
@@ -20,5 +20,32 @@ struct RenderedReportTests {
         #expect(changed.status == .serviceUnavailable)
         #expect(String(buffer: changed.body).contains("timed out"))
         #expect(String(buffer: cache.response(for: passing).body) == String(buffer: first.body))
+    }
+}
+
+/// Liveness is keyed by what its report is made of: a probe within the same millisecond, with the
+/// same readings, makes no report at all.
+@Suite("Rendered liveness (pure)")
+struct RenderedLivenessTests {
+    @Test func equalInputsRenderOnceAndChangedInputsRenderAfresh() {
+        let reporter = HealthReporter(registry: HealthRegistry(), watchdog: LivenessWatchdog(stallThreshold: .seconds(5)))
+        let cache = RenderedReport<HealthReporter.LivenessInputs>()
+        let inputs = reporter.livenessInputs()
+        var renders = 0
+        let render = { (inputs: HealthReporter.LivenessInputs) -> HealthReport in
+            renders += 1
+            return reporter.liveness(inputs)
+        }
+        let first = cache.response(for: inputs, render: render)
+        let again = cache.response(for: inputs, render: render)
+        #expect(renders == 1)
+        #expect(String(buffer: again.body) == String(buffer: first.body))
+        #expect(String(buffer: first.body) == reporter.liveness(inputs).json())
+
+        var later = inputs
+        later.uptimeMilliseconds += 1
+        let changed = cache.response(for: later, render: render)
+        #expect(renders == 2)
+        #expect(String(buffer: changed.body) != String(buffer: first.body))
     }
 }
