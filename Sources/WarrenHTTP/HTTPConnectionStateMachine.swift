@@ -27,8 +27,10 @@ struct HTTPConnectionStateMachine {
 
     /// What is known of the input side while requests are still being taken.
     struct Input: Equatable {
-        /// Requests whose first byte has arrived (``HTTPRequestLimitEvent/requestStarted``) but whose
-        /// head has not reached this handler: incomplete, or held by `HTTPServerPipelineHandler`.
+        /// Requests a read ended inside of (``HTTPRequestLimitEvent/requestStarted``) whose head has
+        /// not reached this handler yet. One that arrives whole is not counted: its head comes in the
+        /// same read, or, held by `HTTPServerPipelineHandler` behind a response, from inside that
+        /// response's write, before any timer is chosen again.
         var requestsStarted = 0
         /// A request line or header block over its limit (414/431), to answer once the requests
         /// before it are answered. Nothing is read after it.
@@ -94,7 +96,7 @@ struct HTTPConnectionStateMachine {
 
     // MARK: Input events
 
-    /// The first byte of a request arrived (from ``HTTPRequestLimitHandler``, ahead of the decoder).
+    /// A read ended inside a request head (from ``HTTPRequestLimitHandler``, ahead of the decoder).
     mutating func requestStarted() {
         self.updateInput { $0.requestsStarted += 1 }
     }

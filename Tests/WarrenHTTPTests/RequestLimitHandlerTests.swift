@@ -46,12 +46,15 @@ private final class Recorder: ChannelInboundHandler {
         return recorder.items
     }
 
-    @Test func marksEachPipelinedRequestStart() throws {
-        let items = try self.feed(["GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n", "\r\n"])
+    /// A request whose head arrives whole in one read needs no mark: its head reaches the
+    /// connection handler in that read. One still incomplete when a read ends is marked (the read
+    /// timeout starts), after the bytes of that read.
+    @Test func marksARequestStillIncompleteWhenAReadEnds() throws {
+        let items = try self.feed(["GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n", "\r\n", "GET /c HTTP/1.1\r\n\r\n"])
         #expect(
             items == [
-                .event(.requestStarted), .bytes("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
-                .event(.requestStarted), .bytes("GET /b HTTP/1.1\r\n\r\n"),
+                .bytes("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n"), .event(.requestStarted),
+                .bytes("\r\nGET /c HTTP/1.1\r\n\r\n"),
             ]
         )
     }
@@ -59,24 +62,20 @@ private final class Recorder: ChannelInboundHandler {
     @Test func byteByByteStillCountsOneRequest() throws {
         let request = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
         let items = try self.feed(request.map { String($0) })
-        #expect(items == [.event(.requestStarted), .bytes(request)])
+        #expect(items == [.bytes("G"), .event(.requestStarted), .bytes(String(request.dropFirst()))])
     }
 
     @Test func longRequestLineIs414AndStopsForwarding() throws {
         let good = "GET / HTTP/1.1\r\n\r\n"
         let items = try self.feed([good + "GET /" + String(repeating: "a", count: 40), " HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"])
-        #expect(
-            items == [
-                .event(.requestStarted), .bytes(good), .event(.requestStarted), .event(.limitExceeded(.uriTooLong)),
-            ]
-        )
+        #expect(items == [.bytes(good), .event(.limitExceeded(.uriTooLong))])
     }
 
     @Test func largeHeaderBlockIs431() throws {
         let items = try self.feed(["GET / HTTP/1.1\r\n", "X-Big: " + String(repeating: "b", count: 100) + "\r\n\r\n"])
         #expect(
             items == [
-                .event(.requestStarted), .bytes("GET / HTTP/1.1\r\n"), .event(.limitExceeded(.requestHeaderFieldsTooLarge)),
+                .bytes("GET / HTTP/1.1\r\n"), .event(.requestStarted), .event(.limitExceeded(.requestHeaderFieldsTooLarge)),
             ]
         )
     }
@@ -87,6 +86,6 @@ private final class Recorder: ChannelInboundHandler {
         #expect(header.utf8.count == 62)
         let request = "GET / HTTP/1.1\r\n" + header + "\r\n"
         let items = try self.feed([request])
-        #expect(items == [.event(.requestStarted), .bytes(request)])
+        #expect(items == [.bytes(request)])
     }
 }
