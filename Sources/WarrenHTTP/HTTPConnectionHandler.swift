@@ -58,7 +58,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         if let remote = context.channel.remoteAddress {
-            self.logger[metadataKey: "warren.http.remote"] = "\(remote.ipAddress ?? "?"):\(remote.port ?? 0)"
+            // Rendered only if a line is logged: formatting the address (inet_ntop, sprintf) for
+            // every connection was ~4 % of a probe on a fresh connection, and few connections log.
+            self.logger[metadataKey: "warren.http.remote"] = .stringConvertible(RemotePeer(address: remote))
         }
         self.syncTimer(context: context)
         context.fireChannelActive()
@@ -325,4 +327,10 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         self.wakeUp = nil
         self.timer = nil
     }
+}
+
+/// A connection's peer as log metadata: `ip:port`, formatted when a line is rendered.
+private struct RemotePeer: CustomStringConvertible, Sendable {
+    let address: SocketAddress
+    var description: String { "\(self.address.ipAddress ?? "?"):\(self.address.port ?? 0)" }
 }
