@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -5,9 +6,21 @@ import NIOPosix
 import ServiceLifecycle
 
 /// Errors from ``HTTPServer/start()``.
-public enum HTTPServerError: Error, Sendable, Equatable {
+public enum HTTPServerError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `start()` was called on a server that is starting, running or already stopped.
     case alreadyStarted
+    /// The listening socket could not be bound, e.g. the port is taken by another process or
+    /// the host is not an address of this machine; `reason` is the system's.
+    case cannotListen(host: String, port: Int, reason: String)
+
+    public var description: String {
+        switch self {
+        case .alreadyStarted:
+            "the HTTP server was started already"
+        case .cannotListen(let host, let port, let reason):
+            "cannot listen on \(host):\(port) (the side port): \(reason)"
+        }
+    }
 }
 
 /// The side-port HTTP/1.1 server: probes and `/metrics` from an ``HTTPRouter``.
@@ -64,8 +77,8 @@ public actor HTTPServer: Service {
 
     /// Creates the event loop, binds and starts accepting.
     /// - Returns: the bound port.
-    /// - Throws: ``HTTPServerError/alreadyStarted``, or the bind error (the server is then back
-    ///   to not started).
+    /// - Throws: ``HTTPServerError/alreadyStarted``, or ``HTTPServerError/cannotListen(host:port:reason:)``
+    ///   (the server is then back to not started).
     @discardableResult
     public func start() async throws -> Int {
         guard case .idle = self.state else { throw HTTPServerError.alreadyStarted }
@@ -94,7 +107,10 @@ public actor HTTPServer: Service {
         } catch {
             self.state = .idle
             try? await group.shutdownGracefully()
-            throw error
+            // NIO's IOError reads "bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)":
+            // say which address, and the system's reason alone.
+            let reason = (error as? IOError).map { "\(String(cString: strerror($0.errnoCode))) (errno \($0.errnoCode))" } ?? "\(error)"
+            throw HTTPServerError.cannotListen(host: self.configuration.host, port: self.configuration.port, reason: reason)
         }
     }
 

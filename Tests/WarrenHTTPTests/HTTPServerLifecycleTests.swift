@@ -195,7 +195,9 @@ extension HTTPServerSocketTests {
             var clash = HTTPServerConfiguration.test()
             clash.port = port
             let second = HTTPServer(configuration: clash, router: .test(), logger: testLogger)
-            await #expect(throws: (any Error).self) { try await second.start() }
+            let error = await #expect(throws: HTTPServerError.self) { try await second.start() }
+            #expect(error == .cannotListen(host: clash.host, port: port, reason: "Address already in use (errno 98)"))
+            #expect(error.map { "\($0)" } == "cannot listen on \(clash.host):\(port) (the side port): Address already in use (errno 98)")
             await second.shutdown()
             await first.shutdown()
         }
