@@ -50,9 +50,12 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
-        // POSIX plumbing shared by the C-client modules and WarrenHealth, with no dependencies:
-        // OS threads, the monotonic clock, Duration conversions, connection-URL parsing.
-        .target(name: "WarrenSystem"),
+        // POSIX plumbing shared by the C-client modules, WarrenHealth and WarrenHTTP, with no package
+        // dependencies: OS threads and their time slice, the monotonic clock, Duration conversions,
+        // connection-URL parsing.
+        .target(name: "WarrenSystem", dependencies: ["CWarrenSystem"]),
+        // The C half of WarrenSystem: system calls glibc does not wrap (sched_setattr).
+        .target(name: "CWarrenSystem"),
         // The one-thread, lazily connected client connection of WarrenRedis and WarrenPostgres
         // (on a NIOThreadPool, hence apart from WarrenSystem: WarrenHealth stays free of NIO).
         .target(
@@ -75,6 +78,7 @@ let package = Package(
         .target(
             name: "WarrenHTTP",
             dependencies: [
+                "WarrenSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -86,6 +90,7 @@ let package = Package(
             name: "WarrenHTTPTests",
             dependencies: [
                 "WarrenHTTP",
+                "WarrenSystem",
                 "WarrenTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

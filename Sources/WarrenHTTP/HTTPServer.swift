@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
+import WarrenSystem
 
 /// Errors from ``HTTPServer/start()``.
 public enum HTTPServerError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -89,6 +90,17 @@ public actor HTTPServer: Service {
             waiters.forEach { $0.resume() }
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        if let slice = self.configuration.eventLoopTimeSlice {
+            // On the loop's one thread, which answers every probe (sched_setattr applies to the
+            // calling thread). A refusal (a seccomp profile without sched_setattr) only costs latency.
+            let failure = try? await group.next().submit { ThreadTimeSlice.request(slice) }.get()
+            if let failure, failure != 0 {
+                self.logger.debug(
+                    "event loop time slice not set",
+                    metadata: ["warren.http.error": "\(String(cString: strerror(failure))) (errno \(failure))"]
+                )
+            }
+        }
         do {
             let channel = try await self.makeBootstrap(group: group)
                 .bind(host: self.configuration.host, port: self.configuration.port)

@@ -5,6 +5,7 @@ import NIOCore
 import ServiceLifecycle
 import Synchronization
 import Testing
+import WarrenSystem
 
 @testable import WarrenHTTP
 
@@ -52,6 +53,28 @@ extension HTTPServerSocketTests {
                 #expect(outcome.status == 200)
                 #expect(outcome.latency < 0.2, "probe took \(outcome.latency) s")
                 #expect(outcome.poolStillBlocked, "the blockers finished before the probe: the test proved nothing")
+            }
+        }
+
+        /// The loop's thread asks for a short time slice, so a probe can preempt a busy core's
+        /// running thread (ThreadTimeSlice); `nil` leaves the kernel's default. Routes run on that
+        /// thread, so one reports what the kernel says of it.
+        @Test(.enabled(if: ThreadTimeSlice.current != nil, "needs Linux 6.12 or later (EEVDF custom slices)"))
+        func eventLoopThreadRunsWithTheConfiguredTimeSlice() async throws {
+            var router = HTTPRouter()
+            router.get("/slice", .immediate { _ in
+                .text(ThreadTimeSlice.current.map { "\($0.components.attoseconds / 1_000_000_000) ns" } ?? "unknown")
+            })
+            let defaultSlice = try #require(ThreadTimeSlice.current)
+            try await withServer(router: router) { _, port in
+                let response = try await onThread { try RawConnection.exchange(port: port, get("/slice")) }
+                #expect(response.bodyText == "100000 ns")
+            }
+            var configuration = HTTPServerConfiguration.test()
+            configuration.eventLoopTimeSlice = nil
+            try await withServer(configuration: configuration, router: router) { _, port in
+                let response = try await onThread { try RawConnection.exchange(port: port, get("/slice")) }
+                #expect(response.bodyText == "\(defaultSlice.components.attoseconds / 1_000_000_000) ns")
             }
         }
 

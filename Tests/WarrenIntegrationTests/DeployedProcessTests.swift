@@ -19,6 +19,26 @@ extension Integration {
             return fields
         }
 
+        /// Linux 6.12 or later: a thread's `sched_runtime` sets its EEVDF slice.
+        static func kernelHasCustomSlices() throws -> Bool {
+            let release = try String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)
+            let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+            return numbers.count == 2 && (numbers[0], numbers[1]) >= (6, 12)
+        }
+
+        /// `se.slice` (ns) of each NIO event loop thread of `pid` (the side port's), from
+        /// /proc/PID/task/TID/sched.
+        static func eventLoopSlices(of pid: pid_t) throws -> [Int] {
+            let tasks = "/proc/\(pid)/task"
+            return try FileManager.default.contentsOfDirectory(atPath: tasks).sorted().compactMap { tid in
+                let name = try String(contentsOfFile: "\(tasks)/\(tid)/comm", encoding: .utf8)
+                guard name.hasPrefix("NIO-ELT") else { return nil }
+                let sched = try String(contentsOfFile: "\(tasks)/\(tid)/sched", encoding: .utf8)
+                let line = sched.split(separator: "\n").first { $0.hasPrefix("se.slice") }
+                return line.flatMap { Int($0.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "") }
+            }
+        }
+
         /// On the main of issue 10 this failed: as uid 10001 without CAP_NET_ADMIN, setting SO_DEBUG
         /// (the mistaken `.socketOption(.tcp_nodelay)`) reset every accepted connection.
         @Test func answersProbesAsUid10001WithoutCapabilities() async throws {
@@ -36,6 +56,10 @@ extension Integration {
                 #expect(status[capabilities] == "0000000000000000", "\(capabilities) \(status[capabilities] ?? "?")")
             }
             #expect(status["NoNewPrivs"] == "1")
+            if try Self.kernelHasCustomSlices() {
+                // The side port's loop thread asked for a 100 µs slice (sched_setattr) without capabilities.
+                #expect(try Self.eventLoopSlices(of: worker.pid) == [100_000])
+            }
             for path in ["/internal/alive", "/internal/started", "/internal/ready", "/metrics"] {
                 #expect(await worker.probe(path)?.status == 200, "\(path)")
             }
