@@ -5,11 +5,12 @@ import CWarrenSystem
 ///
 /// A thread whose slice is shorter than the running thread's may preempt it when it wakes
 /// (the scheduler's PREEMPT_SHORT), instead of waiting until the running one has used up its own
-/// slice (the default is 0.7 ms × (1 + log2 CPUs), 1.4 ms on two cores) or the next tick. That is
-/// what a thread that sleeps most of the time and must answer quickly when woken wants, e.g. the
-/// side port's event loop: a probe arriving while the consume path and the broker keep every core
-/// busy. It does not raise the thread's share of the CPU (its nice value and policy stay), needs
-/// no capability, and on older kernels the request succeeds and changes nothing.
+/// slice (the kernel's default, 0.7 ms scaled up with the number of CPUs: 1.4 ms on two) or the
+/// next tick (4 ms at 250 Hz). That is what a thread that sleeps most of the time and must answer
+/// quickly when woken wants, e.g. the side port's event loop: a probe arriving while the consume
+/// path and the broker keep every core busy. It does not raise the thread's share of the CPU (its
+/// nice value and policy stay), needs no capability, and on older kernels the request succeeds and
+/// changes nothing.
 public enum ThreadTimeSlice {
     /// Asks for a time slice of `duration` for the calling thread (the kernel clamps it to
     /// 0.1–100 ms).
