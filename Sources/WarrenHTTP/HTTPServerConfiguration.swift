@@ -40,10 +40,10 @@ public struct HTTPServerConfiguration: Sendable, Hashable {
     public var backlog: Int
     /// The time slice the server's event loop thread asks the kernel for (``ThreadTimeSlice``;
     /// Linux 6.12 and later), or `nil` for the kernel's default. Default 100 µs, the shortest: the
-    /// thread sleeps until a probe arrives and then runs ~0.1 ms, and with a slice shorter than
-    /// the running thread's it may preempt it at once instead of waiting behind the consume path
-    /// or the broker for up to a scheduler tick when every core is busy. Its share of the CPU is
-    /// unchanged.
+    /// thread sleeps until a probe arrives and then runs for a fraction of a millisecond; with a
+    /// slice shorter than the running thread's it may preempt it at once instead of waiting behind
+    /// the consume path or the broker for up to a scheduler tick when every core is busy. Its
+    /// share of the CPU is unchanged.
     public var eventLoopTimeSlice: Duration?
 
     /// Creates a configuration; every argument has a default.
