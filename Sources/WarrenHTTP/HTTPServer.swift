@@ -97,7 +97,7 @@ public actor HTTPServer: Service {
             if let failure, failure != 0 {
                 self.logger.debug(
                     "event loop time slice not set",
-                    metadata: ["warren.http.error": "\(String(cString: strerror(failure))) (errno \(failure))"]
+                    metadata: ["warren.http.error": "\(systemErrorText(failure))"]
                 )
             }
         }
@@ -121,7 +121,7 @@ public actor HTTPServer: Service {
             try? await group.shutdownGracefully()
             // NIO's IOError reads "bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)":
             // say which address, and the system's reason alone.
-            let reason = (error as? IOError).map { "\(String(cString: strerror($0.errnoCode))) (errno \($0.errnoCode))" } ?? "\(error)"
+            let reason = (error as? IOError).map { systemErrorText($0.errnoCode) } ?? "\(error)"
             throw HTTPServerError.cannotListen(host: self.configuration.host, port: self.configuration.port, reason: reason)
         }
     }
@@ -259,4 +259,9 @@ public actor HTTPServer: Service {
                 }
             }
     }
+}
+
+/// The system's text for an `errno` value and the number: "Address already in use (errno 98)".
+private func systemErrorText(_ code: Int32) -> String {
+    "\(String(cString: strerror(code))) (errno \(code))"
 }
