@@ -2,6 +2,13 @@
  * bench/c/prober.c — health probes as a kubelet sends them, for bench/run's "probes during the
  * drain": every INTERVAL_MS, one GET per PATH, each on a fresh TCP connection (connect, send,
  * read the whole response, close), with a 1 s timeout (the kubelet's default timeoutSeconds).
+ * The PATHs go back to back, so the first (bench/run: /internal/ready, the one with a target)
+ * always meets an event loop that has slept for a whole interval, as a kubelet's probe every few
+ * seconds does, and the next one a loop that has just run, which is faster (by hand, 300,000-
+ * message drains: p90 0.32–0.43 ms second against 0.57–0.65 first, whichever path was first).
+ * Spreading the paths over the interval instead would make every probe faster, not fairer: the
+ * loop would sleep half as long (readiness alone every 5 ms: p90 0.62–0.64 ms, p99 2.22–2.64;
+ * spread with /internal/alive, one probe every 2.5 ms: p90 0.42–0.47, p99 1.55–1.72).
  *
  *   prober PORT INTERVAL_MS PATH [PATH...]
  *
