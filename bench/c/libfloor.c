@@ -36,8 +36,10 @@ static void on_signal(int sig) {
 static redisContext *redis_connect(const char *url) {
     char host[256] = "127.0.0.1";
     int port = 6379;
-    if (url == NULL || strncmp(url, "redis://", 8) != 0) die("REDIS_URL must be redis://host[:port][/db], not '%s'", url ? url : "");
-    if (sscanf(url + 8, "%255[^:/]:%d", host, &port) < 1) die("cannot parse REDIS_URL '%s'", url);
+    /* The URL is never printed: it could hold a password. */
+    if (url == NULL || strncmp(url, "redis://", 8) != 0 || strchr(url, '@') != NULL ||
+        sscanf(url + 8, "%255[^:/]:%d", host, &port) < 1)
+        die("REDIS_URL must be redis://host[:port][/db] (no user, password or TLS)");
     struct timeval timeout = {.tv_sec = 5, .tv_usec = 0};
     redisContext *r = redisConnectWithTimeout(host, port, timeout);
     if (r == NULL || r->err) die("connecting to Redis at %s:%d: %s", host, port, r ? r->errstr : "out of memory");
@@ -57,7 +59,8 @@ static PGconn *postgres_connect(const char *url) {
     const char *keys[] = {"sslmode", "dbname", NULL};
     const char *values[] = {"disable", url, NULL};
     PGconn *pg = PQconnectdbParams(keys, values, 1);
-    if (pg == NULL || PQstatus(pg) != CONNECTION_OK) die("connecting to Postgres: %s", pg ? PQerrorMessage(pg) : "out of memory");
+    if (pg == NULL || PQstatus(pg) != CONNECTION_OK)
+        die("connecting to Postgres: %s", pg ? PQerrorMessage(pg) : "out of memory");
     return pg;
 }
 
