@@ -130,7 +130,10 @@ extension ConnectionOwner {
             socket = try makeTLSSocket(conn, tls, endpoint: endpoint)
         }
         var connectTimeout = config.connectTimeout.timevalValue
-        warren_tls_clear_errors()
+        // OpenSSL's error queue is read after a TLS failure only. Not touched over plain TCP: the
+        // first call sets up OpenSSL's per-thread error state, which maps ~1.2 MB more of
+        // libcrypto's code into a worker that never uses it (FOOTPRINT.md).
+        if case .tls = policy.transport { warren_tls_clear_errors() }
         let rc = amqp_socket_open_noblock(socket, endpoint.host, Int32(endpoint.port), &connectTimeout)
         guard rc == AMQP_STATUS_OK.rawValue else {
             if case .tls(let tls) = policy.transport, let error = tlsError(status: rc, endpoint: endpoint, tls) {
@@ -289,7 +292,7 @@ extension ConnectionOwner {
         ]
         if let name = config.connectionName { clientProperties["connection_name"] = .string(name) }
         var properties = arena.table(clientProperties)
-        warren_tls_clear_errors()
+        if case .tls = policy.transport { warren_tls_clear_errors() }
         let reply = warren_amqp_login_plain(
             conn, config.virtualHost, 0, 131_072, Int32(config.heartbeat), &properties,
             config.username, config.password
