@@ -2,8 +2,8 @@
 # built, and the benchmark's own server instance up. Not meant to be run on its own.
 #
 # After it: $ROOT (the repository), $OUT (bench/out), $PY (the venv's python), $WORKER (the
-# release event-worker, built by scripts/build-release), bench/out/{consumer,publisher,prober,libfloor,swift-floor}, and
-# AMQP_URL / REDIS_URL / DATABASE_URL exported for the bench instance.
+# release event-worker, built by scripts/build-release), bench/out/{consumer,publisher,prober,
+# libfloor,swift-floor}, and AMQP_URL / REDIS_URL / DATABASE_URL exported for the bench instance.
 #
 # Environment (all optional):
 #   WARREN_STATE_DIR   the bench's server instance (default /tmp/warren-bench: NOT the tests' default
@@ -89,7 +89,9 @@ cc -O2 -Wall -Wextra -std=gnu11 -o "$OUT/prober" bench/c/prober.c || die "buildi
 read -ra FLOOR_FLAGS < <(pkg-config --cflags --libs librabbitmq hiredis libpq)
 cc -O2 -Wall -Wextra -std=gnu11 -o "$OUT/libfloor" bench/c/libfloor.c "${FLOOR_FLAGS[@]}" ||
     die "building bench/c/libfloor.c failed"
-swiftc -O -static-stdlib -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --no-export-dynamic \
+# The Swift runtime alone, linked with scripts/build-release's flags.
+swiftc -swift-version 6 -O -static-stdlib -use-ld=lld \
+    -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --no-export-dynamic \
     -o "$OUT/swift-floor" bench/swift-floor/main.swift >&2 || die "building bench/swift-floor failed"
 cc -O2 -Wall -Wextra -std=gnu11 -shared -fPIC -o "$OUT/sigsuspend-shim.so" bench/c/sigsuspend-shim.c ||
     die "building bench/c/sigsuspend-shim.c failed"

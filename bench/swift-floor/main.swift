@@ -10,6 +10,6 @@ sigaddset(&signals, SIGTERM)
 sigaddset(&signals, SIGINT)
 sigprocmask(SIG_BLOCK, &signals, nil)
 print("ready")
-fflush(stdout)
+fflush(nil)  // all streams: stdout is a global Swift 6 will not read
 var received: Int32 = 0
 sigwait(&signals, &received)
