@@ -18,9 +18,9 @@ public enum ThreadTimeSlice {
     ///   forbids it, `ENOSYS` without the call).
     @discardableResult
     public static func request(_ duration: Duration) -> Int32 {
-        // Past a second the kernel's clamp decides anyway; capping first keeps the product in range.
-        let (seconds, attoseconds) = min(max(duration, .zero), .seconds(1)).components
-        return warren_set_thread_slice(UInt64(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+        // `nanoseconds` saturates, and the kernel clamps whatever it gets; a negative duration is 0,
+        // which asks for the kernel's default.
+        warren_set_thread_slice(UInt64(clamping: duration.nanoseconds))
     }
 
     /// The calling thread's time slice: the one in effect since Linux 6.12 (the kernel's default

@@ -63,7 +63,7 @@ extension HTTPServerSocketTests {
         func eventLoopThreadRunsWithTheConfiguredTimeSlice() async throws {
             var router = HTTPRouter()
             router.get("/slice", .immediate { _ in
-                .text(ThreadTimeSlice.current.map { "\($0.components.attoseconds / 1_000_000_000) ns" } ?? "unknown")
+                .text(ThreadTimeSlice.current.map { "\($0.nanoseconds) ns" } ?? "unknown")
             })
             let defaultSlice = try #require(ThreadTimeSlice.current)
             try await withServer(router: router) { _, port in
@@ -74,7 +74,7 @@ extension HTTPServerSocketTests {
             configuration.eventLoopTimeSlice = nil
             try await withServer(configuration: configuration, router: router) { _, port in
                 let response = try await onThread { try RawConnection.exchange(port: port, get("/slice")) }
-                #expect(response.bodyText == "\(defaultSlice.components.attoseconds / 1_000_000_000) ns")
+                #expect(response.bodyText == "\(defaultSlice.nanoseconds) ns")
             }
         }
 
